@@ -1,0 +1,99 @@
+"""Bronze: every bar as received, with where it came from."""
+
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+from pyspark.sql import DataFrame
+
+from stock_lakehouse.assets.keys import BRONZE, PARTITION_EXPR, TABLE_ASSET_ARGS
+from stock_lakehouse.ingestion.config import IngestionConfig
+from stock_lakehouse.ingestion.landing import LandingZone
+from stock_lakehouse.ingestion.parser import BRONZE_BAR_COLUMNS
+from stock_lakehouse.ingestion.sources import BarSource
+from stock_lakehouse.lakehouse import schemas
+from stock_lakehouse.lakehouse.spark import SparkResource
+from stock_lakehouse.market_calendar import is_trading_day
+from stock_lakehouse.partitions import dates_by_symbol, parse_keys
+
+
+def collect_bronze_rows(
+    fetched, wanted: dict[str, list], interval: str, landing: LandingZone, ingested_at: datetime
+) -> tuple[pd.DataFrame, int]:
+    """Bars of the wanted (symbol, dates) from fetched payloads, each payload landed first."""
+    frames = []
+    payloads = 0
+    for payload, parsed in fetched:
+        days = set(wanted.get(parsed.symbol, ()))
+        bars = parsed.bars[parsed.bars["trade_date"].isin(days)]
+        if bars.empty:
+            continue
+        payloads += 1
+        uri = landing.store(payload, parsed)
+        frames.append(
+            bars.assign(
+                source=payload.source,
+                function=parsed.function,
+                interval=parsed.interval,
+                time_zone=parsed.time_zone,
+                last_refreshed=parsed.last_refreshed,
+                request_fingerprint=payload.request_fingerprint,
+                payload_hash=payload.sha256,
+                payload_uri=uri,
+                fetched_at=pd.Timestamp(payload.fetched_at),
+            )
+        )
+    if not frames:
+        return pd.DataFrame(columns=[f.name for f in schemas.BRONZE.fields]), 0
+    pdf = pd.concat(frames, ignore_index=True)
+    pdf["bar_seq"] = pdf["bar_seq"].astype("int32")
+    pdf["ingested_at"] = pd.Timestamp(ingested_at)
+    return pdf[[f.name for f in schemas.BRONZE.fields]], payloads
+
+
+def build_bronze_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=BRONZE,
+        partitions_def=partitions_def,
+        group_name="bronze",
+        metadata={**PARTITION_EXPR, "columns": ", ".join(BRONZE_BAR_COLUMNS) + ", provenance"},
+        description="One row per bar as received (values are the API's strings), with source, request "
+        "fingerprint, payload hash and landing-zone path.",
+        **TABLE_ASSET_ARGS,
+    )
+    def intraday_bars(
+        context: dg.AssetExecutionContext,
+        spark: SparkResource,
+        bar_source: BarSource,
+        landing: LandingZone,
+        ingestion: IngestionConfig,
+    ) -> DataFrame:
+        parts = parse_keys(context.partition_keys)
+        wanted = dates_by_symbol(parts)
+        pdf, payloads = collect_bronze_rows(
+            bar_source.fetch(wanted, ingestion.interval), wanted, ingestion.interval, landing, datetime.now(UTC)
+        )
+        counts = pdf.groupby(["symbol", "trade_date"]).size().to_dict() if len(pdf) else {}
+        closed = [p for p in parts if not is_trading_day(p.trade_date, ingestion.calendar)]
+        empty_open = [p for p in parts if p not in closed and not counts.get((p.symbol, p.trade_date))]
+        if empty_open:
+            context.log.warning(
+                f"no bars from source {type(bar_source).__name__} for {len(empty_open)} trading-day partition(s): "
+                + ", ".join(f"{p.symbol} {p.trade_date}" for p in empty_open[:10])
+            )
+        session = spark.get_session()
+        df = session.createDataFrame(pdf, schema=schemas.BRONZE) if len(pdf) else session.createDataFrame([], schemas.BRONZE)
+        context.add_output_metadata(
+            {
+                "source": type(bar_source).__name__,
+                "payloads": payloads,
+                "market_closed": bool(parts) and len(closed) == len(parts),
+                "market_closed_dates": sorted({p.trade_date.isoformat() for p in closed}),
+                "trading_partitions_without_bars": [f"{p.trade_date}|{p.symbol}" for p in empty_open[:100]],
+                "spark_app_id": session.sparkContext.applicationId,
+            }
+        )
+        return df
+
+    return intraday_bars

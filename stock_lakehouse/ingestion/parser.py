@@ -1,0 +1,146 @@
+"""The one parser for Alpha Vantage time-series payloads, shared by the live, replay and synthetic sources.
+
+Values stay the API's strings (bronze keeps what was received). Duplicate timestamps inside one
+payload are kept in order (``bar_seq``), since ``json.loads`` would silently keep only the last one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+
+from stock_lakehouse.ingestion.errors import MalformedPayloadError, classify_api_message, excerpt
+
+BAR_FIELDS = {"1. open": "open", "2. high": "high", "3. low": "low", "4. close": "close", "5. volume": "volume"}
+BRONZE_BAR_COLUMNS = ["symbol", "trade_date", "ts", "bar_seq", "open", "high", "low", "close", "volume"]
+
+# Series key prefix -> Alpha Vantage function that produces it.
+_SERIES_FUNCTIONS = (
+    ("Time Series FX (", "FX_INTRADAY"),
+    ("Time Series Crypto (", "CRYPTO_INTRADAY"),
+    ("Time Series (Daily)", "TIME_SERIES_DAILY"),
+    ("Time Series (", "TIME_SERIES_INTRADAY"),
+)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """One response body as received, with where it came from (never the API key)."""
+
+    raw: bytes
+    origin: str
+    source: str
+    fetched_at: datetime
+    request_fingerprint: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+
+@dataclass(frozen=True)
+class ParsedPayload:
+    """Meta data and bars (strings, newest first as received) of one payload."""
+
+    function: str
+    symbol: str
+    interval: str
+    time_zone: str
+    last_refreshed: str
+    bars: pd.DataFrame  # columns BRONZE_BAR_COLUMNS
+
+
+class _Pairs(list):
+    """JSON object kept as its (key, value) pairs, so duplicate keys survive."""
+
+    def get(self, key, default=None):
+        for k, v in reversed(self):
+            if k == key:
+                return v
+        return default
+
+    def as_dict(self) -> dict:
+        return dict(self)
+
+
+def _meta_value(meta: dict, suffix: str) -> str | None:
+    for key, value in meta.items():
+        if key.split(". ", 1)[-1] == suffix:
+            return str(value)
+    return None
+
+
+def _symbol_of(meta: dict, function: str) -> str | None:
+    if function == "FX_INTRADAY":
+        base, quote = _meta_value(meta, "From Symbol"), _meta_value(meta, "To Symbol")
+        return f"{base}{quote}" if base and quote else None
+    if function == "CRYPTO_INTRADAY":
+        base, market = _meta_value(meta, "Digital Currency Code"), _meta_value(meta, "Market Code")
+        return f"{base}{market}" if base and market else None
+    return _meta_value(meta, "Symbol")
+
+
+def parse_payload(raw: bytes, origin: str, *, expected_symbol: str | None = None) -> ParsedPayload:
+    """Parse a JSON time-series payload.
+
+    Args:
+        raw: the body, byte for byte.
+        origin: where it came from (file or request description), used in error messages.
+        expected_symbol: for live requests, the symbol asked for (named in API error messages).
+
+    Raises:
+        MalformedPayloadError: not JSON, or no ``Meta Data``/series, or a bar that is not an object.
+        ApiMessageError / EmptyPayloadError: the API answered a message instead of data.
+    """
+    try:
+        doc = json.loads(raw, object_pairs_hook=_Pairs)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedPayloadError(f"{origin}: not valid JSON ({exc.msg}): {excerpt(raw)}") from None
+    if not isinstance(doc, _Pairs):
+        raise MalformedPayloadError(f"{origin}: expected a JSON object, got: {excerpt(raw)}")
+    top = doc.as_dict()
+    series_key = next((k for k in top if k.startswith("Time Series")), None)
+    if "Meta Data" not in top or series_key is None:
+        if not top or {"Error Message", "Information", "Note"} & set(top):
+            raise classify_api_message(top, symbol=expected_symbol or "?", function=f"{origin}:")
+        raise MalformedPayloadError(
+            f"{origin}: no 'Meta Data' and 'Time Series (...)' objects; keys are {sorted(top)[:6]}"
+        )
+    meta = top["Meta Data"].as_dict() if isinstance(top["Meta Data"], _Pairs) else {}
+    function = next(fn for prefix, fn in _SERIES_FUNCTIONS if series_key.startswith(prefix))
+    symbol = _symbol_of(meta, function) or expected_symbol
+    if not symbol:
+        raise MalformedPayloadError(f"{origin}: 'Meta Data' names no symbol")
+    symbol = symbol.upper()
+    interval = "daily" if function == "TIME_SERIES_DAILY" else _meta_value(meta, "Interval")
+    if not interval:
+        interval = series_key[series_key.rfind("(") + 1 : -1]
+    time_zone = _meta_value(meta, "Time Zone") or "US/Eastern"
+    last_refreshed = _meta_value(meta, "Last Refreshed") or ""
+
+    series = top[series_key]
+    if not isinstance(series, _Pairs):
+        raise MalformedPayloadError(f"{origin}: '{series_key}' is not an object")
+    rows: dict[str, list] = {c: [] for c in BRONZE_BAR_COLUMNS}
+    for seq, (label, bar) in enumerate(series):
+        if not isinstance(bar, _Pairs):
+            raise MalformedPayloadError(f"{origin}: bar {label!r} of {symbol} is not an object: {excerpt(str(bar))}")
+        try:
+            day = datetime.strptime(label[:10], "%Y-%m-%d").date()
+        except ValueError:
+            raise MalformedPayloadError(
+                f"{origin}: bar label {label!r} of {symbol} is not a 'YYYY-MM-DD[ HH:MM:SS]' timestamp"
+            ) from None
+        fields = bar.as_dict()
+        rows["symbol"].append(symbol)
+        rows["trade_date"].append(day)
+        rows["ts"].append(label if len(label) > 10 else f"{label} 00:00:00")
+        rows["bar_seq"].append(seq)
+        for api_name, col in BAR_FIELDS.items():
+            value = fields.get(api_name)
+            rows[col].append(None if value is None else str(value))
+    return ParsedPayload(function, symbol, interval, time_zone, last_refreshed, pd.DataFrame(rows))

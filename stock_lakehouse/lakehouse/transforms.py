@@ -1,0 +1,155 @@
+"""Pure transformations between layers: DataFrame in, DataFrame out, no I/O, no Dagster.
+
+Formulas are those of DESIGN §6; each function returns columns in its table's schema order.
+The Spark session must run in UTC (``SparkResource`` sets it): New York bar labels become UTC
+instants through ``to_utc_timestamp``, which reads wall-clock time in the session's zone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import date, time
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from stock_lakehouse.lakehouse import schemas
+
+TS_FORMAT = "yyyy-MM-dd HH:mm:ss"
+PRE_OPEN_SECONDS = 4 * 3600
+REGULAR_OPEN_SECONDS = 9 * 3600 + 30 * 60
+DEFAULT_CLOSE_SECONDS = 16 * 3600
+PRICE_COLUMNS = ("open", "high", "low", "close")
+#: Relative tolerance of the bar range check (one basis point of the close), see DESIGN §6.
+RANGE_EPS = 1e-4
+
+
+def _close_seconds(regular_close: Mapping[date, time]) -> Column:
+    if not regular_close:
+        return F.lit(DEFAULT_CLOSE_SECONDS)
+    pairs = []
+    for day, t in sorted(regular_close.items()):
+        pairs += [F.lit(day), F.lit(t.hour * 3600 + t.minute * 60 + t.second)]
+    return F.coalesce(F.create_map(*pairs)[F.col("trade_date")], F.lit(DEFAULT_CLOSE_SECONDS))
+
+
+def validity_reasons(open_: Column, high: Column, low: Column, close: Column, volume: Column) -> Column:
+    """``;``-joined reasons a typed bar is invalid, or an empty string when it is valid."""
+    eps = F.lit(RANGE_EPS) * close
+    checks = [(c.isNull(), f"missing_{n}") for c, n in zip((open_, high, low, close), PRICE_COLUMNS, strict=True)]
+    checks += [(volume.isNull(), "missing_volume")]
+    checks += [(c <= 0, f"nonpositive_{n}") for c, n in zip((open_, high, low, close), PRICE_COLUMNS, strict=True)]
+    checks += [
+        (volume < 0, "negative_volume"),
+        (low > high, "low_above_high"),
+        (low > F.least(open_, close) + eps, "low_above_open_or_close"),
+        (F.greatest(open_, close) > high + eps, "high_below_open_or_close"),
+    ]
+    return F.concat_ws(";", *[F.when(cond, F.lit(reason)) for cond, reason in checks])
+
+
+def to_silver(bronze: DataFrame, regular_close: Mapping[date, time]) -> DataFrame:
+    """Typed, de-duplicated bars with session and validity flags.
+
+    Args:
+        bronze: rows of ``bronze/intraday_bars``.
+        regular_close: New York close time per trade date (16:00 or the early close).
+
+    Returns:
+        One row per (symbol, bar label): the bar of the most recently refreshed response, then the most
+        recently fetched, then the later one inside a payload. Invalid bars stay, flagged.
+    """
+    ranked = Window.partitionBy("symbol", "ts").orderBy(
+        F.col("last_refreshed").desc_nulls_last(),
+        F.col("fetched_at").desc(),
+        F.col("payload_hash").desc(),
+        F.col("bar_seq").desc(),
+    )
+    latest = bronze.withColumn("_rank", F.row_number().over(ranked)).where(F.col("_rank") == 1)
+    typed = latest.select(
+        "symbol",
+        "trade_date",
+        F.to_utc_timestamp(F.to_timestamp("ts", TS_FORMAT), F.col("time_zone")).alias("ts_utc"),
+        F.to_timestamp_ntz(F.col("ts"), F.lit(TS_FORMAT)).alias("ts_local"),
+        "interval",
+        *[F.col(c).cast("double").alias(c) for c in PRICE_COLUMNS],
+        F.col("volume").cast("bigint").alias("volume"),
+        "source",
+        "function",
+        "last_refreshed",
+        "payload_hash",
+        "ingested_at",
+    )
+    seconds = F.hour("ts_local") * 3600 + F.minute("ts_local") * 60 + F.second("ts_local")
+    session = (
+        F.when(F.col("ts_local").isNull(), F.lit(None))
+        .when(seconds < REGULAR_OPEN_SECONDS, "pre")
+        .when(seconds < _close_seconds(regular_close), "regular")
+        .otherwise("post")
+    )
+    reasons = F.concat_ws(
+        ";",
+        F.when(F.col("ts_local").isNull(), F.lit("bad_timestamp")),
+        F.nullif(validity_reasons(*[F.col(c) for c in (*PRICE_COLUMNS, "volume")]), F.lit("")),
+    )
+    flagged = (
+        typed.withColumn("session", session)
+        .withColumn("dq_reason", F.nullif(reasons, F.lit("")))
+        .withColumn("is_valid", F.col("dq_reason").isNull())
+    )
+    return schemas.conform(flagged, schemas.SILVER)
+
+
+def to_gold(silver: DataFrame) -> DataFrame:
+    """Daily KPIs per (symbol, trade date) over valid regular-session bars.
+
+    Days without any valid regular-session bar get no row (BI windows count days with data only);
+    their invalid bars remain visible in silver.
+    """
+    day = ["symbol", "trade_date"]
+    bars = silver.where(F.col("is_valid") & (F.col("session") == "regular"))
+    prev_close = F.lag("close").over(Window.partitionBy(*day).orderBy("ts_local"))
+    bars = bars.withColumn("_ret", F.log(F.col("close") / prev_close)).withColumn(
+        "_typical", (F.col("high") + F.col("low") + F.col("close")) / 3.0
+    )
+    kpis = bars.groupBy(*day).agg(
+        F.min_by("open", "ts_local").alias("open"),
+        F.max("high").alias("high"),
+        F.min("low").alias("low"),
+        F.max_by("close", "ts_local").alias("close"),
+        F.sum("volume").alias("volume"),
+        (F.sum(F.col("_typical") * F.col("volume")) / F.sum("volume")).alias("vwap"),
+        F.avg("close").alias("avg_price"),
+        F.count(F.lit(1)).alias("bar_count"),
+        F.stddev_samp("_ret").alias("intraday_volatility"),
+    )
+    invalid = silver.groupBy(*day).agg(F.sum(F.when(~F.col("is_valid"), 1).otherwise(0)).alias("invalid_bar_count"))
+    gold = (
+        kpis.join(invalid, on=day, how="left")
+        .withColumn("price_change", F.col("close") - F.col("open"))
+        .withColumn("intraday_change_pct", F.lit(100.0) * (F.col("close") - F.col("open")) / F.col("open"))
+        .fillna({"invalid_bar_count": 0})
+    )
+    return schemas.conform(gold, schemas.GOLD)
+
+
+def to_bi(gold_history: DataFrame) -> DataFrame:
+    """The BI view: gold plus day-over-day and 7-trading-day windows.
+
+    ``gold_history`` must hold, per symbol, the gold rows before the dates wanted (at least the 7
+    previous rows with data); rows are windowed per symbol by trade date, counting only days with a gold
+    row. Returns a row for every input row; callers keep the dates they asked for.
+    """
+    by_day = Window.partitionBy("symbol").orderBy("trade_date")
+    last7 = by_day.rowsBetween(-6, Window.currentRow)
+    prev_close = F.lag("close").over(by_day)
+    bi = (
+        gold_history.withColumn("prev_close", prev_close)
+        .withColumn("_ret", F.log(F.col("close") / F.col("prev_close")))
+        .withColumn("price_change_pct", F.lit(100.0) * (F.col("close") / F.col("prev_close") - 1))
+        .withColumn("close_7d_avg", F.avg("close").over(last7))
+        .withColumn("volume_7d_avg", F.avg("volume").over(last7))
+        .withColumn("volatility_score", F.lit(100.0 * math.sqrt(252)) * F.stddev_samp("_ret").over(last7))
+    )
+    return schemas.conform(bi, schemas.BI)

@@ -1,0 +1,40 @@
+"""Exchange sessions (NYSE by default) from ``exchange_calendars``, which works offline."""
+
+from __future__ import annotations
+
+from datetime import date, time
+from functools import lru_cache
+
+import exchange_calendars as xcals
+import pandas as pd
+
+EXCHANGE_TZ = "America/New_York"
+PRE_OPEN = time(4, 0)
+REGULAR_OPEN = time(9, 30)
+REGULAR_CLOSE = time(16, 0)
+
+
+@lru_cache(maxsize=4)
+def _calendar(name: str) -> xcals.ExchangeCalendar:
+    # 2000-01 is the oldest month Alpha Vantage serves intraday data for.
+    return xcals.get_calendar(name, start="2000-01-03")
+
+
+def is_trading_day(day: date, calendar: str = "XNYS") -> bool:
+    """True when the exchange holds a session on ``day``."""
+    return bool(_calendar(calendar).is_session(pd.Timestamp(day)))
+
+
+def regular_close(day: date, calendar: str = "XNYS") -> time:
+    """Local (New York) time of the regular close on ``day``: 16:00, or the early close."""
+    cal = _calendar(calendar)
+    ts = pd.Timestamp(day)
+    if not cal.is_session(ts):
+        return REGULAR_CLOSE
+    return cal.session_close(ts).tz_convert(EXCHANGE_TZ).time()
+
+
+def trading_days(start: date, end: date, calendar: str = "XNYS") -> list[date]:
+    """Sessions between ``start`` and ``end`` inclusive."""
+    sessions = _calendar(calendar).sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
+    return [s.date() for s in sessions]

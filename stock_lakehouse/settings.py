@@ -1,0 +1,175 @@
+"""Typed settings, read from a YAML file and overridden by environment variables.
+
+Lookup order for the file: ``$STOCK_LAKEHOUSE_CONFIG``, then ``./config/stock_lakehouse.yaml``, then the
+built-in defaults (bundled NVDA sample, local ``./lake`` folder). Each environment variable named in
+``ENV_OVERRIDES`` replaces one setting, so CI, the CLI and the UI can change a run without editing files.
+Secrets are never read from here into logs: only their environment variable *names* travel in config.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SAMPLE_DATA_DIR = PACKAGE_DIR / "sample_data"
+DEFAULT_CONFIG_FILE = Path("config") / "stock_lakehouse.yaml"
+INTERVALS = ("1min", "5min", "15min", "30min", "60min")
+
+#: Environment variable -> dotted setting path.
+ENV_OVERRIDES: dict[str, str] = {
+    "STOCK_LAKEHOUSE_SYMBOLS": "symbols",
+    "STOCK_LAKEHOUSE_INTERVAL": "interval",
+    "STOCK_LAKEHOUSE_SOURCE": "source",
+    "STOCK_LAKEHOUSE_REPLAY_DIR": "replay_dir",
+    "STOCK_LAKEHOUSE_LAKE_ROOT": "lake_root",
+    "STOCK_LAKEHOUSE_PARTITIONS_START": "partitions_start",
+    "STOCK_LAKEHOUSE_SPARK_MASTER": "spark.master",
+}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or wrong; the message names the setting and where it came from."""
+
+
+class SparkSettings(BaseModel):
+    """How the Spark session is built (see ``lakehouse/spark.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    master: str = "local[*]"
+    app_name: str = "stock-lakehouse"
+    shuffle_partitions: int = Field(4, ge=1)
+    driver_memory: str = "2g"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class SyntheticSettings(BaseModel):
+    """Deterministic generator used for demos and benchmarks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 7
+    extended_hours: bool = True
+
+
+class Settings(BaseModel):
+    """Everything a deployment can change without touching code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbols: list[str] = Field(default_factory=lambda: ["NVDA"], min_length=1)
+    interval: Literal["1min", "5min", "15min", "30min", "60min"] = "1min"
+    source: Literal["replay", "synthetic", "alphavantage"] = "replay"
+    replay_dir: str = str(SAMPLE_DATA_DIR)
+    lake_root: str = "lake"
+    partitions_start: str = "2024-01-01"
+    calendar: str = "XNYS"
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _split_symbols(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [s for s in value.split(",")]
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _clean_symbols(cls, value: list[str]) -> list[str]:
+        cleaned: list[str] = []
+        for raw in value:
+            sym = raw.strip().upper()
+            if not sym:
+                continue
+            # Dagster partition keys may not contain these characters.
+            bad = set(sym) & set("|[],' \"")
+            if bad:
+                raise ValueError(f"symbol {raw!r} contains forbidden characters {sorted(bad)}")
+            if sym not in cleaned:
+                cleaned.append(sym)
+        if not cleaned:
+            raise ValueError("at least one symbol is required")
+        return cleaned
+
+    @field_validator("partitions_start")
+    @classmethod
+    def _iso_date(cls, value: str) -> str:
+        from datetime import date
+
+        date.fromisoformat(value)
+        return value
+
+    @property
+    def lake_uri(self) -> str:
+        """The lake root as a URI Spark understands: absolute local path or ``s3a://...``."""
+        if "://" in self.lake_root:
+            return self.lake_root.rstrip("/")
+        return str(Path(self.lake_root).expanduser().resolve())
+
+    @property
+    def replay_path(self) -> Path:
+        return Path(self.replay_dir).expanduser().resolve()
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def config_file_path() -> Path | None:
+    """The config file in force, or None when the built-in defaults apply."""
+    env = os.environ.get("STOCK_LAKEHOUSE_CONFIG")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise SettingsError(f"STOCK_LAKEHOUSE_CONFIG points to {path}, which is not a file")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Load settings from a YAML file, environment variables and explicit overrides (in that order).
+
+    Args:
+        path: YAML file; default from ``config_file_path()``.
+        overrides: dotted setting paths to values, applied last (the CLI's options).
+
+    Raises:
+        SettingsError: naming the file and each wrong setting.
+    """
+    path = path if path is not None else config_file_path()
+    data: dict[str, Any] = {}
+    origin = "built-in defaults"
+    if path is not None:
+        origin = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
+        data = loaded
+        # Relative folders in a config file are relative to the working directory, like the CLI's options.
+    for env_name, dotted in ENV_OVERRIDES.items():
+        if os.environ.get(env_name):
+            _set_dotted(data, dotted, os.environ[env_name])
+            origin += f" + ${env_name}"
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, dotted, value)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings ({origin}): {problems}") from None

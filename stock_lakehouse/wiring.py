@@ -1,0 +1,68 @@
+"""Builds the Dagster ``Definitions`` from settings (``definitions.py`` calls it with the defaults)."""
+
+
+import dagster as dg
+
+from stock_lakehouse.assets import build_table_assets
+from stock_lakehouse.automation.sensors import build_symbol_sync_sensor
+from stock_lakehouse.ingestion.config import IngestionConfig
+from stock_lakehouse.ingestion.landing import LandingZone
+from stock_lakehouse.ingestion.sources import BarSource, ReplaySource, SyntheticSource
+from stock_lakehouse.lakehouse.io_manager import DeltaIOManager
+from stock_lakehouse.lakehouse.spark import SparkResource
+from stock_lakehouse.partitions import bars_partitions
+from stock_lakehouse.settings import Settings, load_settings
+
+LAKEHOUSE_JOB = "lakehouse_job"
+
+
+def build_source(settings: Settings) -> BarSource:
+    if settings.source == "replay":
+        return ReplaySource(folder=str(settings.replay_path))
+    if settings.source == "synthetic":
+        return SyntheticSource(seed=settings.synthetic.seed, extended_hours=settings.synthetic.extended_hours)
+    raise NotImplementedError(
+        "source 'alphavantage' (live API) is not available yet; use 'replay' or 'synthetic'"
+    )
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
+    spark = SparkResource(
+        master=settings.spark.master,
+        app_name=settings.spark.app_name,
+        shuffle_partitions=settings.spark.shuffle_partitions,
+        driver_memory=settings.spark.driver_memory,
+        conf=settings.spark.conf,
+    )
+    return {
+        "spark": spark,
+        "io_manager": DeltaIOManager(root_uri=settings.lake_uri, spark=spark),
+        "bar_source": build_source(settings),
+        "landing": LandingZone(root_uri=settings.lake_uri),
+        "ingestion": IngestionConfig(interval=settings.interval, calendar=settings.calendar),
+    }
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    """All assets, the lakehouse job, sensors and resources for ``settings`` (default: loaded ones).
+
+    Every run uses the in-process executor: all steps share one process and so one Spark session,
+    instead of one JVM per step.
+    """
+    settings = settings or load_settings()
+    partitions_def = bars_partitions(settings.partitions_start)
+    assets = build_table_assets(partitions_def)
+    job = dg.define_asset_job(
+        LAKEHOUSE_JOB,
+        selection=dg.AssetSelection.assets(*assets),
+        partitions_def=partitions_def,
+        executor_def=dg.in_process_executor,
+        description="Bronze -> silver -> gold -> BI for the selected (symbol, date) partitions.",
+    )
+    return dg.Definitions(
+        assets=assets,
+        jobs=[job],
+        sensors=[build_symbol_sync_sensor(settings.symbols)],
+        resources=build_resources(settings),
+        executor=dg.in_process_executor,
+    )
