@@ -1,6 +1,5 @@
 """Builds the Dagster ``Definitions`` from settings (``definitions.py`` calls it with the defaults)."""
 
-
 import dagster as dg
 
 from stock_lakehouse.assets import build_table_assets
@@ -21,9 +20,7 @@ def build_source(settings: Settings) -> BarSource:
         return ReplaySource(folder=str(settings.replay_path))
     if settings.source == "synthetic":
         return SyntheticSource(seed=settings.synthetic.seed, extended_hours=settings.synthetic.extended_hours)
-    raise NotImplementedError(
-        "source 'alphavantage' (live API) is not available yet; use 'replay' or 'synthetic'"
-    )
+    raise NotImplementedError("source 'alphavantage' (live API) is not available yet; use 'replay' or 'synthetic'")
 
 
 def build_resources(settings: Settings) -> dict[str, object]:

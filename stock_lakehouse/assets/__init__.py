@@ -1,6 +1,5 @@
 """The table assets: bronze -> silver -> gold -> BI, all partitioned by (symbol, trading date)."""
 
-
 import dagster as dg
 
 from stock_lakehouse.assets.bi import build_bi_asset

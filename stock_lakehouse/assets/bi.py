@@ -1,6 +1,5 @@
 """BI view: gold plus previous close and 7-trading-day windows, for dashboard tools."""
 
-
 import dagster as dg
 from pyspark.sql import DataFrame
 

@@ -1,6 +1,5 @@
 """Bronze: every bar as received, with where it came from."""
 
-
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -83,7 +82,11 @@ def build_bronze_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asset
                 + ", ".join(f"{p.symbol} {p.trade_date}" for p in empty_open[:10])
             )
         session = spark.get_session()
-        df = session.createDataFrame(pdf, schema=schemas.BRONZE) if len(pdf) else session.createDataFrame([], schemas.BRONZE)
+        df = (
+            session.createDataFrame(pdf, schema=schemas.BRONZE)
+            if len(pdf)
+            else session.createDataFrame([], schemas.BRONZE)
+        )
         context.add_output_metadata(
             {
                 "source": type(bar_source).__name__,

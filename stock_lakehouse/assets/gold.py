@@ -1,6 +1,5 @@
 """Gold: daily KPIs per symbol over valid regular-session bars."""
 
-
 import dagster as dg
 from pyspark.sql import DataFrame
 

@@ -1,6 +1,5 @@
 """Silver: typed, de-duplicated bars with trading session and validity flags."""
 
-
 import dagster as dg
 from pyspark.sql import DataFrame
 

@@ -1,6 +1,5 @@
 """Sensors that keep the deployment in step with configuration."""
 
-
 from collections.abc import Sequence
 
 import dagster as dg

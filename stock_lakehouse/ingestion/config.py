@@ -1,6 +1,5 @@
 """What to ingest: bar interval and exchange calendar, as a resource shared by the table assets."""
 
-
 import dagster as dg
 
 

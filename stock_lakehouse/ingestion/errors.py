@@ -69,7 +69,7 @@ def classify_api_message(body: dict, *, symbol: str, function: str) -> ApiMessag
     text = " ".join(str(v) for k, v in body.items() if k in ("Error Message", "Information", "Note"))
     low = text.lower()
     where = f"{function} {symbol}"
-    if "premium endpoint" in low or "premium plans to instantly unlock" in low:
+    if "is a premium endpoint" in low:
         return PremiumEndpointError(
             f"{where}: this endpoint needs a premium Alpha Vantage key; use a premium key, or the replay/"
             "synthetic source offline"
@@ -88,7 +88,5 @@ def classify_api_message(body: dict, *, symbol: str, function: str) -> ApiMessag
     if "rate limit" in low or "call frequency" in low or "per second" in low or "sparingly" in low:
         return ThrottledError(f"{where}: throttled by the API ({excerpt(text, 80)}); retry after a pause")
     if "Error Message" in body or "invalid api call" in low:
-        return InvalidCallError(
-            f"{where}: invalid API call; check that the symbol exists and the parameters are valid"
-        )
+        return InvalidCallError(f"{where}: invalid API call; check that the symbol exists and the parameters are valid")
     return ApiMessageError(f"{where}: the API answered a message instead of data: {excerpt(text)}")

@@ -5,7 +5,6 @@ A body already landed (same hash in the same folder) is not written again, so re
 recordings on every run does not grow the zone.
 """
 
-
 from pathlib import Path
 
 import dagster as dg

@@ -4,7 +4,6 @@ Each yields ``(Payload, ParsedPayload)`` pairs; the bronze asset keeps the bars 
 (symbol, date) partitions. The live Alpha Vantage source follows the same interface.
 """
 
-
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -99,6 +98,8 @@ class SyntheticSource(BarSource):
                     origin=origin,
                     source="synthetic",
                     fetched_at=datetime.now(UTC),
-                    request_fingerprint=fingerprint("synthetic", "TIME_SERIES_INTRADAY", symbol, interval, month, str(self.seed)),
+                    request_fingerprint=fingerprint(
+                        "synthetic", "TIME_SERIES_INTRADAY", symbol, interval, month, str(self.seed)
+                    ),
                 )
                 yield payload, parsed

@@ -35,8 +35,12 @@ def day_bars(symbol: str, day: date, interval: str, *, seed: int, extended_hours
         return []
     step = _MINUTES[interval]
     close_t = regular_close(day)
-    start = datetime.combine(day, datetime.min.time()) + (timedelta(hours=4) if extended_hours else timedelta(hours=9, minutes=30))
-    end = datetime.combine(day, datetime.min.time()) + (timedelta(hours=20) if extended_hours else timedelta(hours=close_t.hour, minutes=close_t.minute))
+    start = datetime.combine(day, datetime.min.time()) + (
+        timedelta(hours=4) if extended_hours else timedelta(hours=9, minutes=30)
+    )
+    end = datetime.combine(day, datetime.min.time()) + (
+        timedelta(hours=20) if extended_hours else timedelta(hours=close_t.hour, minutes=close_t.minute)
+    )
     n = int((end - start).total_seconds() // 60 // step)
     rng = _rng(seed, symbol, day)
     price = _base_price(seed, symbol) * float(np.exp(rng.normal(0, 0.02)))
@@ -58,7 +62,9 @@ def day_bars(symbol: str, day: date, interval: str, *, seed: int, extended_hours
     return out
 
 
-def intraday_payload(symbol: str, days: Iterable[date], interval: str, *, seed: int, extended_hours: bool = True) -> bytes:
+def intraday_payload(
+    symbol: str, days: Iterable[date], interval: str, *, seed: int, extended_hours: bool = True
+) -> bytes:
     """A TIME_SERIES_INTRADAY JSON body (newest first, values as strings) covering ``days``."""
     bars = [b for d in sorted(days) for b in day_bars(symbol, d, interval, seed=seed, extended_hours=extended_hours)]
     bars.reverse()
@@ -73,8 +79,7 @@ def intraday_payload(symbol: str, days: Iterable[date], interval: str, *, seed: 
             "6. Time Zone": "US/Eastern",
         },
         f"Time Series ({interval})": {
-            b[0]: {"1. open": b[1], "2. high": b[2], "3. low": b[3], "4. close": b[4], "5. volume": b[5]}
-            for b in bars
+            b[0]: {"1. open": b[1], "2. high": b[2], "3. low": b[3], "4. close": b[4], "5. volume": b[5]} for b in bars
         },
     }
     return json.dumps(doc, separators=(",", ":")).encode()

@@ -8,7 +8,6 @@ touch another partition. An input with metadata ``{"history": True}`` loads, per
 to the latest requested date (windows over earlier trading days).
 """
 
-
 from typing import Any
 
 import dagster as dg

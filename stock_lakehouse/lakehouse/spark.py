@@ -6,7 +6,6 @@ Ivy resolver on first use (``spark.jars.packages``, cached in ``~/.ivy2``); once
 later sessions load them straight from disk (``spark.jars``), skipping resolution.
 """
 
-
 import os
 import threading
 from pathlib import Path

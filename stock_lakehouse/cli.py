@@ -1,0 +1,304 @@
+"""``stock-lakehouse``: run the pipeline and read tables from a terminal, without the UI.
+
+Runs go through the same Dagster job the UI uses and are recorded in the instance at ``$DAGSTER_HOME``
+(default ``./.dagster_home``), so ``dagster dev`` shows them. A symbol list x date range becomes one
+ranged run per group of neighbouring symbols (one Spark session for all of them in this process).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from stock_lakehouse.settings import PACKAGE_DIR, SettingsError, load_settings
+
+DEMO_SYMBOLS = ("NVDA",)
+DEMO_START, DEMO_END = "2024-03-01", "2024-03-12"
+LAYERS = (
+    ("bronze", "bronze__intraday_bars"),
+    ("silver", "silver__stock_clean"),
+    ("gold", "gold__daily_kpis"),
+    ("bi", "gold__bi_stock_daily"),
+)
+
+
+def ensure_dagster_home() -> Path:
+    """``$DAGSTER_HOME``, defaulting to ``./.dagster_home`` with the project's ``dagster.yaml``."""
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "dagster.yaml"
+    if not cfg.exists():
+        for candidate in (Path("dagster.yaml"), PACKAGE_DIR.parent / "dagster.yaml"):
+            if candidate.is_file():
+                shutil.copyfile(candidate, cfg)
+                break
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _parse_date(value: str, name: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a YYYY-MM-DD date", param_hint=name) from None
+
+
+def _symbols(value: str | None) -> list[str] | None:
+    return [s.strip().upper() for s in value.split(",") if s.strip()] if value else None
+
+
+@dataclass
+class Summary:
+    runs: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    partitions: dict[str, int] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+    metadata: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+def run_materialize(
+    symbols: list[str] | None, start: date, end: date, overrides: dict[str, object], log_level: str = "WARNING"
+) -> tuple[bool, Summary, str]:
+    """Materialize all layers for symbols x weekdays in [start, end]; returns (ok, summary, error)."""
+    import dagster as dg
+
+    from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, contiguous_groups, sync_symbols
+    from stock_lakehouse.wiring import LAKEHOUSE_JOB, build_definitions
+
+    settings = load_settings(overrides=overrides)
+    symbols = symbols or settings.symbols
+    if start > end:
+        raise click.BadParameter(f"start {start} is after end {end}")
+    if start < date.fromisoformat(settings.partitions_start):
+        raise click.BadParameter(
+            f"start {start} is before partitions_start {settings.partitions_start} (set it in the config file)"
+        )
+    days = [d.date() for d in pd.bdate_range(start, end)]
+    if not days:
+        raise click.BadParameter(f"no weekday between {start} and {end}")
+    ensure_dagster_home()
+    instance = dg.DagsterInstance.get()
+    sync_symbols(instance, symbols)
+    job = build_definitions(settings).resolve_job_def(LAKEHOUSE_JOB)
+    summary = Summary()
+    ordered = instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME)
+    for group in contiguous_groups(symbols, ordered):
+        first = dg.MultiPartitionKey({"symbol": group[0], "date": days[0].isoformat()})
+        last = dg.MultiPartitionKey({"symbol": group[-1], "date": days[-1].isoformat()})
+        kwargs: dict[str, object] = {
+            "instance": instance,
+            "raise_on_error": False,
+            "tags": {"stock_lakehouse/cli": "materialize"},
+            "run_config": {"loggers": {"console": {"config": {"log_level": log_level}}}},
+        }
+        if first == last:
+            kwargs["partition_key"] = first
+        else:
+            kwargs["tags"] = {
+                **kwargs["tags"],
+                "dagster/asset_partition_range_start": first,
+                "dagster/asset_partition_range_end": last,
+            }
+        result = job.execute_in_process(**kwargs)
+        summary.runs.append(result.run_id)
+        if not result.success:
+            failures = [e for e in result.all_events if e.is_step_failure]
+            detail = "; ".join(f"step {e.step_key}: {_root_cause(e.step_failure_data.error)}" for e in failures)
+            return (
+                False,
+                summary,
+                f"run {result.run_id} ({group[0]}..{group[-1]}) failed: {detail or 'see the run log'}",
+            )
+        for layer, node in LAYERS:
+            mats = result.asset_materializations_for_node(node)
+            if mats:
+                meta = mats[0].metadata
+                summary.rows[layer] = summary.rows.get(layer, 0) + int(meta["row_count"].value)
+                summary.partitions[layer] = summary.partitions.get(layer, 0) + len(mats)
+                summary.versions[layer] = int(meta["delta_version"].value)
+                summary.metadata[layer] = {k: v.value for k, v in meta.items()}
+    return True, summary, ""
+
+
+def _root_cause(error) -> str:
+    """The innermost error message: Dagster wraps the asset's own exception in step-level errors."""
+    if error is None:
+        return "unknown error"
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="Settings file (else $STOCK_LAKEHOUSE_CONFIG or ./config/stock_lakehouse.yaml).",
+)
+@click.option("--log-level", default="WARNING", show_default=True, help="Dagster console log level of runs.")
+@click.pass_context
+def main(ctx: click.Context, config_file: str | None, log_level: str) -> None:
+    """stock-lakehouse: intraday bars to Bronze/Silver/Gold/BI Delta tables."""
+    import warnings
+
+    import dagster as dg
+
+    for category in (dg.BetaWarning, dg.PreviewWarning):
+        warnings.filterwarnings("ignore", category=category)
+    ctx.obj = {"log_level": log_level.upper()}
+    if config_file:
+        os.environ["STOCK_LAKEHOUSE_CONFIG"] = config_file
+
+
+def _materialize_and_report(symbols, start, end, overrides) -> None:
+    t0 = time.perf_counter()
+    log_level = click.get_current_context().obj["log_level"]
+    try:
+        ok, summary, error = run_materialize(symbols, start, end, overrides, log_level)
+    except (SettingsError, click.BadParameter) as exc:
+        raise click.ClickException(str(exc)) from None
+    from stock_lakehouse.lakehouse.spark import sessions_started
+
+    elapsed = time.perf_counter() - t0
+    if not ok:
+        click.echo(f"FAILED after {elapsed:.1f}s: {error}", err=True)
+        sys.exit(1)
+    settings = load_settings(overrides=overrides)
+    click.echo(f"lake: {settings.lake_uri}   source: {settings.source}")
+    click.echo(f"runs: {len(summary.runs)}   spark sessions: {sessions_started()}")
+    click.echo(f"{'layer':<8}{'rows':>10}{'partitions':>12}{'delta version':>15}")
+    for layer, _ in LAYERS:
+        rows, parts, version = (
+            summary.rows.get(layer, 0),
+            summary.partitions.get(layer, 0),
+            summary.versions.get(layer, "-"),
+        )
+        click.echo(f"{layer:<8}{rows:>10}{parts:>12}{version:>15}")
+    click.echo(f"elapsed: {elapsed:.1f}s   run ids: {', '.join(summary.runs)}")
+
+
+_source_opts = [
+    click.option(
+        "--source",
+        type=click.Choice(["replay", "synthetic", "alphavantage"]),
+        help="Bar source [env STOCK_LAKEHOUSE_SOURCE].",
+    ),
+    click.option(
+        "--replay-dir",
+        type=click.Path(file_okay=False),
+        help="Folder of recorded JSON responses [env STOCK_LAKEHOUSE_REPLAY_DIR].",
+    ),
+    click.option("--lake-root", help="Local folder or s3a:// root of the tables [env STOCK_LAKEHOUSE_LAKE_ROOT]."),
+]
+
+
+def _with_source_opts(fn):
+    for opt in reversed(_source_opts):
+        fn = opt(fn)
+    return fn
+
+
+@main.command()
+@click.option("--symbols", help="Comma-separated symbols (default: the configured ones).")
+@click.option("--start", required=True, help="First trade date, YYYY-MM-DD.")
+@click.option("--end", help="Last trade date, YYYY-MM-DD (default: start).")
+@_with_source_opts
+def materialize(symbols, start, end, source, replay_dir, lake_root) -> None:
+    """Materialize bronze -> silver -> gold -> BI for symbols x a date range."""
+    start_d = _parse_date(start, "--start")
+    end_d = _parse_date(end, "--end") if end else start_d
+    overrides = {"source": source, "replay_dir": replay_dir, "lake_root": lake_root}
+    _materialize_and_report(_symbols(symbols), start_d, end_d, overrides)
+
+
+@main.command()
+@click.option("--lake-root", help="Where to write the tables (default: the configured lake root).")
+def demo(lake_root) -> None:
+    """Materialize the bundled NVDA sample (8 trading days, 2024-03-01..12) and print a summary."""
+    overrides = {"source": "replay", "replay_dir": str(PACKAGE_DIR / "sample_data"), "lake_root": lake_root}
+    _materialize_and_report(list(DEMO_SYMBOLS), date.fromisoformat(DEMO_START), date.fromisoformat(DEMO_END), overrides)
+
+
+@main.command()
+@click.argument("table", type=click.Choice(["bronze", "silver", "gold", "bi"]))
+@click.option("--symbols", help="Comma-separated symbols (default: all).")
+@click.option("--start", help="First trade date.")
+@click.option("--end", help="Last trade date.")
+@click.option("--version", "version", type=int, help="Read the table as of this Delta version (time travel).")
+@click.option("--columns", help="Comma-separated columns to print.")
+@click.option("--limit", type=int, default=50, show_default=True, help="Rows to print (0 = all).")
+@click.option("--format", "fmt", type=click.Choice(["text", "csv", "json"]), default="text", show_default=True)
+@click.option("--lake-root", help="Lake root (default: the configured one).")
+def show(table, symbols, start, end, version, columns, limit, fmt, lake_root) -> None:
+    """Print a table's rows for symbols and a date range (reads Delta directly, no Spark)."""
+    from stock_lakehouse.lakehouse.reader import read_table
+
+    settings = load_settings(overrides={"lake_root": lake_root})
+    try:
+        df = read_table(
+            settings.lake_uri,
+            table,
+            _symbols(symbols),
+            _parse_date(start, "--start") if start else None,
+            _parse_date(end, "--end") if end else None,
+            version,
+        )
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    if columns:
+        wanted = [c.strip() for c in columns.split(",")]
+        unknown = [c for c in wanted if c not in df.columns]
+        if unknown:
+            raise click.ClickException(f"unknown columns {unknown}; {table} has {list(df.columns)}")
+        df = df[wanted]
+    total = len(df)
+    if limit:
+        df = df.head(limit)
+    if fmt == "csv":
+        click.echo(df.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(df.to_json(orient="records", date_format="iso"))
+    else:
+        with pd.option_context("display.width", 200, "display.max_columns", 30):
+            click.echo(df.to_string(index=False) if total else "(no rows)")
+        click.echo(f"({total} rows{'; showing ' + str(len(df)) if len(df) < total else ''})", err=True)
+
+
+@main.command("sync-symbols")
+def sync_symbols_cmd() -> None:
+    """Add the configured symbols to the instance's symbol partitions (the UI then lists them)."""
+    import dagster as dg
+
+    from stock_lakehouse.partitions import sync_symbols
+
+    settings = load_settings()
+    ensure_dagster_home()
+    added = sync_symbols(dg.DagsterInstance.get(), settings.symbols)
+    click.echo(f"added: {', '.join(added) or 'none'}; configured: {', '.join(settings.symbols)}")
+
+
+@main.command("setup-jars")
+def setup_jars() -> None:
+    """Resolve the Delta and S3A jars into the Ivy cache (needs Maven Central once)."""
+    from stock_lakehouse.lakehouse.spark import SparkResource, cached_jars
+
+    if cached_jars():
+        click.echo("jars already cached")
+        return
+    SparkResource().get_session().stop()
+    if not cached_jars():
+        raise click.ClickException("Spark resolved the packages but the expected jars are not in the Ivy cache")
+    click.echo("jars cached")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Reading tables without Spark (delta-rs), for the CLI and for BI tools' style of access."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+import pandas as pd
+import pyarrow.dataset as pads
+from deltalake import DeltaTable
+
+TABLES = {
+    "bronze": "bronze/intraday_bars",
+    "silver": "silver/stock_clean",
+    "gold": "gold/daily_kpis",
+    "bi": "gold/bi_stock_daily",
+}
+
+
+def table_path(lake_uri: str, table: str) -> str:
+    """Folder of a table given its short name (bronze/silver/gold/bi) or its path."""
+    rel = TABLES.get(table, table)
+    return f"{lake_uri.rstrip('/')}/{rel}"
+
+
+def read_table(
+    lake_uri: str,
+    table: str,
+    symbols: Sequence[str] | None = None,
+    start: date | None = None,
+    end: date | None = None,
+    version: int | None = None,
+) -> pd.DataFrame:
+    """Rows of a table for symbols and a trade-date range, sorted; optionally as of a Delta version.
+
+    Raises:
+        FileNotFoundError: no Delta table at that path.
+    """
+    path = table_path(lake_uri, table)
+    try:
+        dt = DeltaTable(path, version=version) if version is not None else DeltaTable(path)
+    except Exception as exc:  # delta-rs raises TableNotFoundError for missing or non-Delta folders
+        raise FileNotFoundError(f"no Delta table at {path} ({type(exc).__name__}: {str(exc)[:200]})") from None
+    expr = None
+    if symbols:
+        expr = pads.field("symbol").isin(list(symbols))
+    for op, bound in (("ge", start), ("le", end)):
+        if bound is not None:
+            cond = getattr(pads.field("trade_date"), f"__{op}__")(bound)
+            expr = cond if expr is None else expr & cond
+    table = dt.to_pyarrow_dataset().to_table(filter=expr)
+    df = table.to_pandas()
+    order = [c for c in ("symbol", "trade_date", "ts_utc", "ts", "bar_seq") if c in df.columns]
+    return df.sort_values(order, kind="stable").reset_index(drop=True) if order else df

@@ -1,0 +1,48 @@
+"""Shared fixtures: one real Spark session (with Delta) per test process, temporary lakes and instances."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from stock_lakehouse.settings import SAMPLE_DATA_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("STOCK_LAKEHOUSE_FIXTURES", REPO.parent / "shared" / "fixtures")) / "alphavantage"
+NVDA_SAMPLE = SAMPLE_DATA_DIR / "TIME_SERIES_INTRADAY_NVDA_1min_2024-03-01_to_2024-03-12.json"
+
+for _category in (dg.BetaWarning, dg.PreviewWarning):
+    warnings.filterwarnings("ignore", category=_category)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from stock_lakehouse.lakehouse.spark import SparkResource
+
+    return SparkResource(shuffle_partitions=2).get_session()
+
+
+@pytest.fixture()
+def dagster_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+@pytest.fixture()
+def lake(tmp_path) -> Path:
+    return tmp_path / "lake"
+
+
+@pytest.fixture()
+def clean_env(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("STOCK_LAKEHOUSE_") and name not in ("STOCK_LAKEHOUSE_IVY_DIR", "STOCK_LAKEHOUSE_FIXTURES"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("STOCK_LAKEHOUSE_CONFIG", str(REPO / "config" / "stock_lakehouse.yaml"))

@@ -1,0 +1,62 @@
+from datetime import date
+
+import dagster as dg
+import pytest
+
+from stock_lakehouse.market_calendar import is_trading_day, regular_close
+from stock_lakehouse.partitions import BarPartition, contiguous_groups, parse_keys, partition_predicate
+from stock_lakehouse.settings import SettingsError, load_settings
+
+
+def test_parse_keys_accepts_strings_and_multi_keys_and_sorts():
+    keys = ["2024-03-04|NVDA", dg.MultiPartitionKey({"symbol": "AMD", "date": "2024-03-05"}), "2024-03-01|NVDA"]
+    assert parse_keys(keys) == [
+        BarPartition("AMD", date(2024, 3, 5)),
+        BarPartition("NVDA", date(2024, 3, 1)),
+        BarPartition("NVDA", date(2024, 3, 4)),
+    ]
+    with pytest.raises(ValueError, match="not of the form"):
+        parse_keys(["NVDA"])
+
+
+def test_predicate_selects_exact_keys_not_the_bounding_rectangle():
+    parts = parse_keys(["2024-03-01|AMD", "2024-03-04|NVDA", "2024-03-05|NVDA"])
+    pred = partition_predicate(parts)
+    assert pred == (
+        "(symbol = 'AMD' AND trade_date = DATE '2024-03-01') OR "
+        "(symbol = 'NVDA' AND trade_date IN (DATE '2024-03-04', DATE '2024-03-05'))"
+    )
+    assert partition_predicate(parts, history=True).endswith("(symbol = 'NVDA' AND trade_date <= DATE '2024-03-05')")
+
+
+def test_contiguous_groups_follow_dimension_order():
+    assert contiguous_groups(["C", "A", "B", "E"], ["A", "B", "C", "D", "E"]) == [["A", "B", "C"], ["E"]]
+    with pytest.raises(ValueError, match="ZZZ"):
+        contiguous_groups(["ZZZ"], ["A"])
+
+
+def test_calendar_holiday_and_early_close():
+    assert not is_trading_day(date(2024, 11, 28))
+    assert is_trading_day(date(2024, 11, 29))
+    assert regular_close(date(2024, 11, 29)).hour == 13
+    assert regular_close(date(2024, 11, 27)).hour == 16
+
+
+def test_settings_env_overrides_and_errors(tmp_path, monkeypatch, clean_env):
+    monkeypatch.setenv("STOCK_LAKEHOUSE_SYMBOLS", "nvda, amd,NVDA")
+    monkeypatch.setenv("STOCK_LAKEHOUSE_LAKE_ROOT", str(tmp_path / "l"))
+    s = load_settings()
+    assert s.symbols == ["NVDA", "AMD"]
+    assert s.lake_uri == str(tmp_path / "l")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("interval: 2min\nspark: {shuffle_partitions: 0}\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(bad)
+    assert (
+        "bad.yaml" in str(info.value)
+        and "interval" in str(info.value)
+        and "spark.shuffle_partitions" in str(info.value)
+    )
+    monkeypatch.setenv("STOCK_LAKEHOUSE_SYMBOLS", "BRK|B")
+    with pytest.raises(SettingsError, match="symbols"):
+        load_settings()
