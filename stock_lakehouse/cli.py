@@ -62,6 +62,8 @@ class Summary:
     partitions: dict[str, int] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     metadata: dict[str, dict[str, object]] = field(default_factory=dict)
+    #: check name -> (passed, severity, metadata) of the last run that evaluated it
+    checks: dict[str, tuple[bool, str, dict[str, object]]] = field(default_factory=dict)
 
 
 def run_materialize(
@@ -109,6 +111,12 @@ def run_materialize(
             }
         result = job.execute_in_process(**kwargs)
         summary.runs.append(result.run_id)
+        for ev in result.get_asset_check_evaluations():
+            summary.checks[ev.asset_check_key.name] = (
+                ev.passed,
+                ev.severity.value,
+                {k: v.value for k, v in ev.metadata.items()},
+            )
         if not result.success:
             failures = [e for e in result.all_events if e.is_step_failure]
             detail = "; ".join(f"step {e.step_key}: {_root_cause(e.step_failure_data.error)}" for e in failures)
@@ -169,6 +177,7 @@ def _materialize_and_report(symbols, start, end, overrides) -> None:
     from stock_lakehouse.lakehouse.spark import sessions_started
 
     elapsed = time.perf_counter() - t0
+    _report_checks(summary)
     if not ok:
         click.echo(f"FAILED after {elapsed:.1f}s: {error}", err=True)
         sys.exit(1)
@@ -184,6 +193,17 @@ def _materialize_and_report(symbols, start, end, overrides) -> None:
         )
         click.echo(f"{layer:<8}{rows:>10}{parts:>12}{version:>15}")
     click.echo(f"elapsed: {elapsed:.1f}s   run ids: {', '.join(summary.runs)}")
+
+
+def _report_checks(summary: Summary) -> None:
+    if not summary.checks:
+        return
+    bad = {n: c for n, c in summary.checks.items() if not c[0]}
+    click.echo(f"checks: {len(summary.checks) - len(bad)} passed, {len(bad)} not passed")
+    for name, (_, severity, meta) in sorted(bad.items()):
+        click.echo(
+            f"  {severity:<5} {name}: measured {meta.get('soda_value', '-')} ({meta.get('outcome', '')})", err=True
+        )
 
 
 _source_opts = [
@@ -229,7 +249,7 @@ def demo(lake_root) -> None:
 
 
 @main.command()
-@click.argument("table", type=click.Choice(["bronze", "silver", "gold", "bi"]))
+@click.argument("table", type=click.Choice(["bronze", "silver", "gold", "bi", "quarantine"]))
 @click.option("--symbols", help="Comma-separated symbols (default: all).")
 @click.option("--start", help="First trade date.")
 @click.option("--end", help="Last trade date.")
@@ -239,7 +259,10 @@ def demo(lake_root) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "csv", "json"]), default="text", show_default=True)
 @click.option("--lake-root", help="Lake root (default: the configured one).")
 def show(table, symbols, start, end, version, columns, limit, fmt, lake_root) -> None:
-    """Print a table's rows for symbols and a date range (reads Delta directly, no Spark)."""
+    """Print a table's rows for symbols and a date range (reads Delta directly, no Spark).
+
+    ``quarantine`` is silver's invalid bars (``is_valid = false``) with their ``dq_reason``.
+    """
     from stock_lakehouse.lakehouse.reader import read_table
 
     settings = load_settings(overrides={"lake_root": lake_root})

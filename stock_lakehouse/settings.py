@@ -29,6 +29,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "STOCK_LAKEHOUSE_LAKE_ROOT": "lake_root",
     "STOCK_LAKEHOUSE_PARTITIONS_START": "partitions_start",
     "STOCK_LAKEHOUSE_SPARK_MASTER": "spark.master",
+    "STOCK_LAKEHOUSE_QUALITY_DIR": "quality_dir",
 }
 
 
@@ -69,6 +70,7 @@ class Settings(BaseModel):
     lake_root: str = "lake"
     partitions_start: str = "2024-01-01"
     calendar: str = "XNYS"
+    quality_dir: str = str(PACKAGE_DIR / "quality")
     spark: SparkSettings = Field(default_factory=SparkSettings)
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
 

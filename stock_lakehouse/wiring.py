@@ -1,8 +1,11 @@
 """Builds the Dagster ``Definitions`` from settings (``definitions.py`` calls it with the defaults)."""
 
+from pathlib import Path
+
 import dagster as dg
 
 from stock_lakehouse.assets import build_table_assets
+from stock_lakehouse.assets import keys as asset_keys
 from stock_lakehouse.automation.sensors import build_symbol_sync_sensor
 from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.ingestion.landing import LandingZone
@@ -10,6 +13,7 @@ from stock_lakehouse.ingestion.sources import BarSource, ReplaySource, Synthetic
 from stock_lakehouse.lakehouse.io_manager import DeltaIOManager
 from stock_lakehouse.lakehouse.spark import SparkResource
 from stock_lakehouse.partitions import bars_partitions
+from stock_lakehouse.quality.checks import build_quality_checks
 from stock_lakehouse.settings import Settings, load_settings
 
 LAKEHOUSE_JOB = "lakehouse_job"
@@ -49,15 +53,21 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     partitions_def = bars_partitions(settings.partitions_start)
     assets = build_table_assets(partitions_def)
+    checks = build_quality_checks(
+        partitions_def,
+        {"bronze": asset_keys.BRONZE, "silver": asset_keys.SILVER, "gold": asset_keys.GOLD, "bi": asset_keys.BI},
+        Path(settings.quality_dir),
+    )
     job = dg.define_asset_job(
         LAKEHOUSE_JOB,
-        selection=dg.AssetSelection.assets(*assets),
+        selection=dg.AssetSelection.assets(*assets) | dg.AssetSelection.checks(*checks),
         partitions_def=partitions_def,
         executor_def=dg.in_process_executor,
         description="Bronze -> silver -> gold -> BI for the selected (symbol, date) partitions.",
     )
     return dg.Definitions(
         assets=assets,
+        asset_checks=checks,
         jobs=[job],
         sensors=[build_symbol_sync_sensor(settings.symbols)],
         resources=build_resources(settings),

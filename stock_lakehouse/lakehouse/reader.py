@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Sequence
 from datetime import date
 
@@ -14,6 +16,7 @@ TABLES = {
     "silver": "silver/stock_clean",
     "gold": "gold/daily_kpis",
     "bi": "gold/bi_stock_daily",
+    "quarantine": "silver/stock_clean",  # a view: silver's invalid rows
 }
 
 
@@ -41,13 +44,16 @@ def read_table(
         dt = DeltaTable(path, version=version) if version is not None else DeltaTable(path)
     except Exception as exc:  # delta-rs raises TableNotFoundError for missing or non-Delta folders
         raise FileNotFoundError(f"no Delta table at {path} ({type(exc).__name__}: {str(exc)[:200]})") from None
-    expr = None
+    conds = []
+    if table == "quarantine":
+        conds.append(~pads.field("is_valid"))
     if symbols:
-        expr = pads.field("symbol").isin(list(symbols))
-    for op, bound in (("ge", start), ("le", end)):
-        if bound is not None:
-            cond = getattr(pads.field("trade_date"), f"__{op}__")(bound)
-            expr = cond if expr is None else expr & cond
+        conds.append(pads.field("symbol").isin(list(symbols)))
+    if start is not None:
+        conds.append(pads.field("trade_date") >= start)
+    if end is not None:
+        conds.append(pads.field("trade_date") <= end)
+    expr = functools.reduce(operator.and_, conds) if conds else None
     table = dt.to_pyarrow_dataset().to_table(filter=expr)
     df = table.to_pandas()
     order = [c for c in ("symbol", "trade_date", "ts_utc", "ts", "bar_seq") if c in df.columns]

@@ -1,0 +1,147 @@
+"""SodaCL rules as Dagster asset checks: one multi-asset check (one Soda scan) per table per run.
+
+The check loads exactly the partitions the run materialized (through the Delta IO manager), scans
+them once, and reports every rule as its own asset check with Soda's measured value. Fail-level rules
+are blocking: a failure stops downstream layers in that run. When every partition of the run is a
+closed-market day the tables hold no rows by design; the rules are then reported as passed with
+``outcome: skipped (market closed)`` rather than failing ``row_count > 0`` on a holiday.
+"""
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dagster as dg
+from pyspark.sql import DataFrame
+
+from stock_lakehouse.ingestion.config import IngestionConfig
+from stock_lakehouse.market_calendar import is_trading_day
+from stock_lakehouse.partitions import BarPartition, parse_keys
+from stock_lakehouse.quality.rules import QUALITY_DIR, RuleSuite, load_suite
+from stock_lakehouse.quality.soda_runner import run_scan
+
+#: Extra checks in Python for what SodaCL cannot say: (spec, function(df, partitions) -> result).
+PlainCheck = tuple[dg.AssetCheckSpec, Callable[[DataFrame, list[BarPartition], str], dg.AssetCheckResult]]
+
+MAX_LISTED_PARTITIONS = 50
+
+
+def _partition_metadata(parts: list[BarPartition]) -> dict[str, object]:
+    listed = [f"{p.trade_date}|{p.symbol}" for p in parts[:MAX_LISTED_PARTITIONS]]
+    return {
+        "partitions_evaluated": len(parts),
+        "partition_keys": listed + (["..."] if len(parts) > len(listed) else []),
+    }
+
+
+def regular_bars_every_trading_day(asset_key: dg.AssetKey) -> PlainCheck:
+    """Every trading-day partition of the run has at least one regular-session bar (warning)."""
+    spec = dg.AssetCheckSpec(
+        "silver_regular_bars_every_trading_day",
+        asset=asset_key,
+        description="Each (symbol, trading day) of the run has regular-session bars.",
+    )
+
+    def evaluate(df: DataFrame, parts: list[BarPartition], calendar: str) -> dg.AssetCheckResult:
+        have = {
+            (r["symbol"], r["trade_date"])
+            for r in df.where("session = 'regular'").select("symbol", "trade_date").distinct().collect()
+        }
+        missing = [p for p in parts if is_trading_day(p.trade_date, calendar) and (p.symbol, p.trade_date) not in have]
+        return dg.AssetCheckResult(
+            asset_key=asset_key,
+            check_name=spec.name,
+            passed=not missing,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                **_partition_metadata(parts),
+                "partitions_without_regular_bars": [f"{p.trade_date}|{p.symbol}" for p in missing[:100]],
+            },
+        )
+
+    return spec, evaluate
+
+
+def build_soda_checks(
+    asset_key: dg.AssetKey,
+    rules_file: Path,
+    partitions_def: dg.PartitionsDefinition,
+    plain_checks: tuple[PlainCheck, ...] = (),
+) -> dg.AssetChecksDefinition:
+    """One multi-asset check running ``rules_file`` against the run's partitions of ``asset_key``."""
+    suite: RuleSuite = load_suite(rules_file)
+    specs = [
+        dg.AssetCheckSpec(
+            rule.name,
+            asset=asset_key,
+            blocking=not rule.warn_only,
+            description=rule.definition,
+            partitions_def=partitions_def,
+            metadata={"sodacl_file": rules_file.name, "severity": "WARN" if rule.warn_only else "ERROR"},
+        )
+        for rule in suite.rules
+    ]
+    plain_specs = [
+        dg.AssetCheckSpec(s.name, asset=asset_key, description=s.description, partitions_def=partitions_def)
+        for s, _ in plain_checks
+    ]
+    severity = {r.name: dg.AssetCheckSeverity.WARN if r.warn_only else dg.AssetCheckSeverity.ERROR for r in suite.rules}
+
+    @dg.multi_asset_check(
+        specs=specs + plain_specs,
+        name=f"soda_{'_'.join(asset_key.path)}",
+        ins={"table": dg.AssetIn(key=asset_key)},
+        description=f"Soda Core scan of {rules_file.name} over the run's partitions.",
+    )
+    def soda_checks(
+        context: dg.AssetCheckExecutionContext, table: DataFrame, ingestion: IngestionConfig
+    ) -> Iterator[dg.AssetCheckResult]:
+        parts = parse_keys(context.partition_keys)
+        meta = _partition_metadata(parts)
+        if parts and not any(is_trading_day(p.trade_date, ingestion.calendar) for p in parts):
+            for spec in specs + plain_specs:
+                yield dg.AssetCheckResult(
+                    asset_key=asset_key,
+                    check_name=spec.name,
+                    passed=True,
+                    metadata={**meta, "outcome": "skipped (market closed)"},
+                )
+            return
+        table = table.cache()
+        try:
+            report = run_scan(table, suite)
+            context.log.info(f"Soda scan of {suite.view}: {len(suite.rules)} rules, {report.seconds:.2f}s")
+            for rule in suite.rules:
+                res = report.results[rule.name]
+                metadata = {**meta, "outcome": res.outcome, "scan_seconds": round(report.seconds, 3)}
+                if res.value is not None:
+                    metadata["soda_value"] = res.value
+                metadata.update({f"soda_{k}": v for k, v in res.details.items()})
+                if res.outcome == "not evaluated" and report.errors:
+                    metadata["soda_errors"] = report.errors[-2000:]
+                yield dg.AssetCheckResult(
+                    asset_key=asset_key,
+                    check_name=rule.name,
+                    passed=res.outcome == "pass",
+                    severity=severity[rule.name],
+                    metadata=metadata,
+                )
+            for _, evaluate in plain_checks:
+                yield evaluate(table, parts, ingestion.calendar)
+        finally:
+            table.unpersist()
+
+    return soda_checks
+
+
+def build_quality_checks(
+    partitions_def: dg.PartitionsDefinition, keys: dict[str, dg.AssetKey], rules_dir: Path = QUALITY_DIR
+) -> list[dg.AssetChecksDefinition]:
+    """Checks for every table whose rules file ``<rules_dir>/<layer>.yml`` exists."""
+    checks = []
+    for layer, key in keys.items():
+        path = rules_dir / f"{layer}.yml"
+        if not path.is_file():
+            continue
+        plain = (regular_bars_every_trading_day(key),) if layer == "silver" else ()
+        checks.append(build_soda_checks(key, path, partitions_def, plain))
+    return checks
