@@ -81,7 +81,8 @@ def bad_payload() -> str:
     del series["2024-03-04 10:03:00"]["5. volume"]  # a bar missing a field
     out = json.dumps(doc, indent=1)
     # Duplicate bar with different values: repeat a key inside the series object.
-    dup = '"2024-03-04 11:00:00": {"1. open": "1.0", "2. high": "1.0", "3. low": "1.0", "4. close": "1.0", "5. volume": "1"},'
+    values = {"1. open": "1.0", "2. high": "1.0", "3. low": "1.0", "4. close": "1.0", "5. volume": "1"}
+    dup = '"2024-03-04 11:00:00": ' + json.dumps(values) + ","
     return out.replace('"2024-03-04 11:00:00": {', dup + '\n  "2024-03-04 11:00:00": {', 1)
 
 
