@@ -76,7 +76,7 @@ def run_materialize(
     from stock_lakehouse.wiring import LAKEHOUSE_JOB, build_definitions
 
     settings = load_settings(overrides=overrides)
-    symbols = symbols or settings.symbols
+    symbols = symbols or settings.all_symbols
     if start > end:
         raise click.BadParameter(f"start {start} is after end {end}")
     if start < date.fromisoformat(settings.partitions_start):
@@ -305,8 +305,8 @@ def sync_symbols_cmd() -> None:
 
     settings = load_settings()
     ensure_dagster_home()
-    added = sync_symbols(dg.DagsterInstance.get(), settings.symbols)
-    click.echo(f"added: {', '.join(added) or 'none'}; configured: {', '.join(settings.symbols)}")
+    added = sync_symbols(dg.DagsterInstance.get(), settings.all_symbols)
+    click.echo(f"added: {', '.join(added) or 'none'}; configured: {', '.join(settings.all_symbols)}")
 
 
 @main.command("setup-jars")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SAMPLE_DATA_DIR = PACKAGE_DIR / "sample_data"
@@ -30,7 +30,9 @@ ENV_OVERRIDES: dict[str, str] = {
     "STOCK_LAKEHOUSE_PARTITIONS_START": "partitions_start",
     "STOCK_LAKEHOUSE_SPARK_MASTER": "spark.master",
     "STOCK_LAKEHOUSE_QUALITY_DIR": "quality_dir",
+    "STOCK_LAKEHOUSE_ALPHAVANTAGE_BASE_URL": "alphavantage.base_url",
 }
+API_KEY_ENV = "ALPHAVANTAGE_API_KEY"
 
 
 class SettingsError(ValueError):
@@ -58,12 +60,51 @@ class SyntheticSettings(BaseModel):
     extended_hours: bool = True
 
 
+class BudgetSettings(BaseModel):
+    """Request limits of the API key, shared by all processes through ``state_file``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_second: int = Field(1, ge=0)
+    per_minute: int = Field(0, ge=0)
+    per_day: int = Field(25, ge=0)
+    #: SQLite file counting requests; default ``$DAGSTER_HOME/alphavantage_budget.sqlite``.
+    state_file: str | None = None
+
+
+class AlphaVantageSettings(BaseModel):
+    """The live source. The key is best given as ``$ALPHAVANTAGE_API_KEY``; a key in the file is
+    moved into that environment variable at load, so it is never part of any resource config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: SecretStr | None = None
+    base_url: str = "https://www.alphavantage.co/query"
+    outputsize: Literal["compact", "full"] = "full"
+    #: outputsize of the request for today's partition (intraday refresh): compact = latest 100 bars.
+    latest_outputsize: Literal["compact", "full"] = "compact"
+    adjusted: bool = True
+    extended_hours: bool = True
+    entitlement: Literal["realtime", "delayed"] | None = None
+    datatype: Literal["json", "csv"] = "json"
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    backoff_seconds: float = Field(2.0, ge=0)
+    #: re-fetch months already in the landing zone
+    refresh: bool = False
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+
+
 class Settings(BaseModel):
     """Everything a deployment can change without touching code."""
 
     model_config = ConfigDict(extra="forbid")
 
-    symbols: list[str] = Field(default_factory=lambda: ["NVDA"], min_length=1)
+    symbols: list[str] = Field(default_factory=lambda: ["NVDA"])
+    #: currency pairs as BASE/QUOTE (FX_INTRADAY); partition symbol BASEQUOTE
+    fx_pairs: list[str] = Field(default_factory=list)
+    #: coins as COIN/MARKET (CRYPTO_INTRADAY); partition symbol COINMARKET
+    crypto: list[str] = Field(default_factory=list)
     interval: Literal["1min", "5min", "15min", "30min", "60min"] = "1min"
     source: Literal["replay", "synthetic", "alphavantage"] = "replay"
     replay_dir: str = str(SAMPLE_DATA_DIR)
@@ -73,6 +114,7 @@ class Settings(BaseModel):
     quality_dir: str = str(PACKAGE_DIR / "quality")
     spark: SparkSettings = Field(default_factory=SparkSettings)
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
+    alphavantage: AlphaVantageSettings = Field(default_factory=AlphaVantageSettings)
 
     @field_validator("symbols", mode="before")
     @classmethod
@@ -95,9 +137,29 @@ class Settings(BaseModel):
                 raise ValueError(f"symbol {raw!r} contains forbidden characters {sorted(bad)}")
             if sym not in cleaned:
                 cleaned.append(sym)
-        if not cleaned:
-            raise ValueError("at least one symbol is required")
         return cleaned
+
+    @field_validator("fx_pairs", "crypto")
+    @classmethod
+    def _pairs(cls, value: list[str]) -> list[str]:
+        out = []
+        for raw in value:
+            parts = [p.strip().upper() for p in str(raw).split("/")]
+            if len(parts) != 2 or not all(p.isalnum() for p in parts):
+                raise ValueError(f"{raw!r} is not of the form BASE/QUOTE, e.g. EUR/USD or BTC/USD")
+            out.append("/".join(parts))
+        return out
+
+    @model_validator(mode="after")
+    def _some_symbol(self) -> Settings:
+        if not self.all_symbols:
+            raise ValueError("configure at least one of symbols, fx_pairs, crypto")
+        return self
+
+    @property
+    def all_symbols(self) -> list[str]:
+        """Partition symbols: stocks, then FX pairs and coins as BASEQUOTE."""
+        return self.symbols + [p.replace("/", "") for p in self.fx_pairs + self.crypto]
 
     @field_validator("partitions_start")
     @classmethod
@@ -169,9 +231,13 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
         if value is not None:
             _set_dotted(data, dotted, value)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
         )
         raise SettingsError(f"invalid settings ({origin}): {problems}") from None
+    key = settings.alphavantage.api_key
+    if key is not None and not os.environ.get(API_KEY_ENV):
+        os.environ[API_KEY_ENV] = key.get_secret_value()
+    return settings

@@ -9,22 +9,48 @@ from stock_lakehouse.assets import keys as asset_keys
 from stock_lakehouse.automation.sensors import build_symbol_sync_sensor
 from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.ingestion.landing import LandingZone
-from stock_lakehouse.ingestion.sources import BarSource, ReplaySource, SyntheticSource
+from stock_lakehouse.ingestion.sources import AlphaVantageSource, BarSource, ReplaySource, SyntheticSource
 from stock_lakehouse.lakehouse.io_manager import DeltaIOManager
 from stock_lakehouse.lakehouse.spark import SparkResource
 from stock_lakehouse.partitions import bars_partitions
 from stock_lakehouse.quality.checks import build_quality_checks
-from stock_lakehouse.settings import Settings, load_settings
+from stock_lakehouse.settings import API_KEY_ENV, Settings, load_settings
 
 LAKEHOUSE_JOB = "lakehouse_job"
 
 
-def build_source(settings: Settings) -> BarSource:
+def default_budget_file() -> Path:
+    return Path.home() / ".cache" / "stock_lakehouse" / "alphavantage_budget.sqlite"
+
+
+def build_source(settings: Settings, landing: LandingZone, ingestion: IngestionConfig) -> BarSource:
     if settings.source == "replay":
         return ReplaySource(folder=str(settings.replay_path))
     if settings.source == "synthetic":
-        return SyntheticSource(seed=settings.synthetic.seed, extended_hours=settings.synthetic.extended_hours)
-    raise NotImplementedError("source 'alphavantage' (live API) is not available yet; use 'replay' or 'synthetic'")
+        return SyntheticSource(
+            seed=settings.synthetic.seed, extended_hours=settings.synthetic.extended_hours, ingestion=ingestion
+        )
+    av = settings.alphavantage
+    return AlphaVantageSource(
+        api_key=dg.EnvVar(API_KEY_ENV),
+        base_url=av.base_url,
+        outputsize=av.outputsize,
+        latest_outputsize=av.latest_outputsize,
+        adjusted=av.adjusted,
+        extended_hours=av.extended_hours,
+        entitlement=av.entitlement,
+        datatype=av.datatype,
+        timeout_seconds=av.timeout_seconds,
+        max_retries=av.max_retries,
+        backoff_seconds=av.backoff_seconds,
+        refresh=av.refresh,
+        per_second=av.budget.per_second,
+        per_minute=av.budget.per_minute,
+        per_day=av.budget.per_day,
+        budget_file=av.budget.state_file or str(default_budget_file()),
+        landing=landing,
+        ingestion=ingestion,
+    )
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
@@ -35,12 +61,16 @@ def build_resources(settings: Settings) -> dict[str, object]:
         driver_memory=settings.spark.driver_memory,
         conf=settings.spark.conf,
     )
+    landing = LandingZone(root_uri=settings.lake_uri)
+    ingestion = IngestionConfig(
+        interval=settings.interval, calendar=settings.calendar, fx_pairs=settings.fx_pairs, crypto=settings.crypto
+    )
     return {
         "spark": spark,
         "io_manager": DeltaIOManager(root_uri=settings.lake_uri, spark=spark),
-        "bar_source": build_source(settings),
-        "landing": LandingZone(root_uri=settings.lake_uri),
-        "ingestion": IngestionConfig(interval=settings.interval, calendar=settings.calendar),
+        "bar_source": build_source(settings, landing, ingestion),
+        "landing": landing,
+        "ingestion": ingestion,
     }
 
 
@@ -69,7 +99,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets=assets,
         asset_checks=checks,
         jobs=[job],
-        sensors=[build_symbol_sync_sensor(settings.symbols)],
+        sensors=[build_symbol_sync_sensor(settings.all_symbols)],
         resources=build_resources(settings),
         executor=dg.in_process_executor,
     )

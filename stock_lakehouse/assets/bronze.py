@@ -13,7 +13,6 @@ from stock_lakehouse.ingestion.parser import BRONZE_BAR_COLUMNS
 from stock_lakehouse.ingestion.sources import BarSource
 from stock_lakehouse.lakehouse import schemas
 from stock_lakehouse.lakehouse.spark import SparkResource
-from stock_lakehouse.market_calendar import is_trading_day
 from stock_lakehouse.partitions import dates_by_symbol, parse_keys
 
 
@@ -74,7 +73,7 @@ def build_bronze_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asset
             bar_source.fetch(wanted, ingestion.interval), wanted, ingestion.interval, landing, datetime.now(UTC)
         )
         counts = pdf.groupby(["symbol", "trade_date"]).size().to_dict() if len(pdf) else {}
-        closed = [p for p in parts if not is_trading_day(p.trade_date, ingestion.calendar)]
+        closed = [p for p in parts if not ingestion.is_trading_day(p.symbol, p.trade_date)]
         empty_open = [p for p in parts if p not in closed and not counts.get((p.symbol, p.trade_date))]
         if empty_open:
             context.log.warning(

@@ -36,6 +36,8 @@ class Payload:
     source: str
     fetched_at: datetime
     request_fingerprint: str
+    #: the month folder of the landing zone (the requested month); default: from the payload
+    month: str | None = None
 
     @property
     def sha256(self) -> str:
@@ -144,3 +146,43 @@ def parse_payload(raw: bytes, origin: str, *, expected_symbol: str | None = None
             value = fields.get(api_name)
             rows[col].append(None if value is None else str(value))
     return ParsedPayload(function, symbol, interval, time_zone, last_refreshed, pd.DataFrame(rows))
+
+
+def parse_csv_payload(raw: bytes, origin: str, *, symbol: str, function: str, interval: str) -> ParsedPayload:
+    """Parse a ``datatype=csv`` body (``timestamp,open,high,low,close[,volume]``, newest first).
+
+    CSV carries no meta data, so the request supplies symbol, function and interval; the time zone is
+    the function's (US/Eastern for stocks, UTC for FX and crypto) and the newest bar is taken as the
+    last refresh.
+    """
+    import csv
+    import io
+
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise MalformedPayloadError(f"{origin}: CSV body is not UTF-8: {excerpt(raw)}") from None
+    reader = csv.reader(io.StringIO(text))
+    header = [h.strip().lower() for h in next(reader, [])]
+    if not header or header[0] not in ("timestamp", "time") or "close" not in header:
+        raise MalformedPayloadError(f"{origin}: CSV header {header[:6]} is not timestamp,open,high,low,close,...")
+    idx = {name: header.index(name) for name in ("open", "high", "low", "close", "volume") if name in header}
+    rows: dict[str, list] = {c: [] for c in BRONZE_BAR_COLUMNS}
+    for seq, rec in enumerate(reader):
+        if not rec:
+            continue
+        label = rec[0].strip()
+        try:
+            day = datetime.strptime(label[:10], "%Y-%m-%d").date()
+        except ValueError:
+            raise MalformedPayloadError(f"{origin}: CSV row {seq + 2} of {symbol}: bad timestamp {label!r}") from None
+        rows["symbol"].append(symbol)
+        rows["trade_date"].append(day)
+        rows["ts"].append(label if len(label) > 10 else f"{label} 00:00:00")
+        rows["bar_seq"].append(seq)
+        for col in ("open", "high", "low", "close", "volume"):
+            pos = idx.get(col)
+            rows[col].append(rec[pos].strip() if pos is not None and pos < len(rec) and rec[pos].strip() else None)
+    time_zone = "US/Eastern" if function.startswith("TIME_SERIES") else "UTC"
+    last = rows["ts"][0] if rows["ts"] else ""
+    return ParsedPayload(function, symbol.upper(), interval, time_zone, last, pd.DataFrame(rows))

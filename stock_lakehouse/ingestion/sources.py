@@ -1,21 +1,35 @@
-"""Offline bar sources, as Dagster resources with one interface: ``fetch(dates_by_symbol, interval)``.
+"""Bar sources, as Dagster resources with one interface: ``fetch(dates_by_symbol, interval)``.
 
 Each yields ``(Payload, ParsedPayload)`` pairs; the bronze asset keeps the bars of the requested
-(symbol, date) partitions. The live Alpha Vantage source follows the same interface.
+(symbol, date) partitions. Offline: ``ReplaySource`` (recorded responses), ``SyntheticSource``;
+live: ``AlphaVantageSource``.
 """
 
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from stock_lakehouse.ingestion.alphavantage import (
+    AlphaVantageClient,
+    ApiRequest,
+    crypto_intraday_request,
+    fx_intraday_request,
+    intraday_request,
+)
+from stock_lakehouse.ingestion.budget import RequestBudget
+from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.ingestion.errors import IngestionError
+from stock_lakehouse.ingestion.landing import LandingZone
 from stock_lakehouse.ingestion.parser import ParsedPayload, Payload, parse_payload
 from stock_lakehouse.ingestion.synthetic import intraday_payload
+from stock_lakehouse.market_calendar import EXCHANGE_TZ
 
 Fetched = tuple[Payload, ParsedPayload]
 
@@ -82,16 +96,27 @@ class SyntheticSource(BarSource):
 
     seed: int = 7
     extended_hours: bool = True
+    ingestion: dg.ResourceDependency[IngestionConfig]
 
     def fetch(self, dates_by_symbol: Mapping[str, Sequence[date]], interval: str) -> Iterator[Fetched]:
-        """Yield one generated payload per (symbol, month) of the request."""
+        """Yield one generated payload per (symbol, month) of the request (FX/crypto in their layouts)."""
         for symbol, days in dates_by_symbol.items():
+            kind = self.ingestion.kind(symbol)
+            base, quote = self.ingestion.pair(symbol) if kind != "equity" else (symbol, "USD")
             by_month: dict[str, list[date]] = defaultdict(list)
             for d in days:
                 by_month[d.strftime("%Y-%m")].append(d)
             for month, month_days in sorted(by_month.items()):
-                raw = intraday_payload(symbol, month_days, interval, seed=self.seed, extended_hours=self.extended_hours)
-                origin = f"synthetic:TIME_SERIES_INTRADAY:{symbol}:{interval}:{month}"
+                raw = intraday_payload(
+                    base,
+                    month_days,
+                    interval,
+                    seed=self.seed,
+                    extended_hours=self.extended_hours,
+                    kind=kind,
+                    quote=quote,
+                )
+                origin = f"synthetic:{kind}:{symbol}:{interval}:{month}"
                 parsed = parse_payload(raw, origin)
                 payload = Payload(
                     raw=raw,
@@ -102,4 +127,97 @@ class SyntheticSource(BarSource):
                         "synthetic", "TIME_SERIES_INTRADAY", symbol, interval, month, str(self.seed)
                     ),
                 )
+                yield payload, parsed
+
+
+class AlphaVantageSource(BarSource):
+    """The live Alpha Vantage API (httpx), within a request budget shared across processes.
+
+    Requests are coalesced: each (symbol, month) of a run is one ``month=YYYY-MM`` call; today's partition
+    is one call for the latest bars (``latest_outputsize``), and earlier refreshes of today that are in
+    the landing zone are replayed with it, so compact refreshes add up to the whole day. A month whose
+    payload in the landing zone was fetched after the end of the last requested day is reused instead of
+    fetched again, unless ``refresh`` is set. Every response is landed as soon as it arrives.
+
+    Attributes:
+        api_key: from ``$ALPHAVANTAGE_API_KEY`` (``EnvVar``): the UI shows the variable's name only.
+    """
+
+    api_key: str
+    base_url: str = "https://www.alphavantage.co/query"
+    outputsize: str = "full"
+    latest_outputsize: str = "compact"
+    adjusted: bool = True
+    extended_hours: bool = True
+    entitlement: str | None = None
+    datatype: str = "json"
+    timeout_seconds: float = 30.0
+    max_retries: int = 4
+    backoff_seconds: float = 2.0
+    refresh: bool = False
+    per_second: int = 1
+    per_minute: int = 0
+    per_day: int = 25
+    budget_file: str
+    landing: dg.ResourceDependency[LandingZone]
+    ingestion: dg.ResourceDependency[IngestionConfig]
+
+    def client(self) -> AlphaVantageClient:
+        key_id = hashlib.sha256(self.api_key.encode()).hexdigest()[:12]
+        budget = RequestBudget(Path(self.budget_file), self.per_second, self.per_minute, self.per_day, key_id)
+        return AlphaVantageClient(
+            self.api_key,
+            budget,
+            base_url=self.base_url,
+            timeout=self.timeout_seconds,
+            max_retries=self.max_retries,
+            backoff_seconds=self.backoff_seconds,
+        )
+
+    def request_for(self, symbol: str, interval: str, month: str | None) -> ApiRequest:
+        """The request serving ``symbol`` for ``month`` (None: the latest bars)."""
+        outputsize = self.outputsize if month else self.latest_outputsize
+        kind = self.ingestion.kind(symbol)
+        if kind == "fx":
+            base, quote = self.ingestion.pair(symbol)
+            return fx_intraday_request(base, quote, interval, outputsize=outputsize, datatype=self.datatype)
+        if kind == "crypto":
+            coin, market = self.ingestion.pair(symbol)
+            return crypto_intraday_request(coin, market, interval, outputsize=outputsize, datatype=self.datatype)
+        return intraday_request(
+            symbol,
+            interval,
+            month=month,
+            outputsize=outputsize,
+            adjusted=self.adjusted,
+            extended_hours=self.extended_hours,
+            entitlement=self.entitlement,
+            datatype=self.datatype,
+        )
+
+    def fetch(self, dates_by_symbol: Mapping[str, Sequence[date]], interval: str) -> Iterator[Fetched]:
+        """Yield one payload per (symbol, month) of the request, fetched or reused from the landing zone."""
+        client = self.client()
+        today = datetime.now(ZoneInfo(EXCHANGE_TZ)).date()
+        for symbol, days in dates_by_symbol.items():
+            groups: dict[str | None, list[date]] = defaultdict(list)
+            for d in days:
+                # FX and crypto have no month parameter: their requests are always "latest".
+                latest = d >= today or self.ingestion.kind(symbol) != "equity"
+                groups[None if latest else d.strftime("%Y-%m")].append(d)
+            for month, group in sorted(groups.items(), key=lambda kv: kv[0] or "9999"):
+                request = self.request_for(symbol, interval, month)
+                folder_month = month or today.strftime("%Y-%m")
+                landed = self.landing.find(request.function, symbol, interval, folder_month, request.fingerprint)
+                if month is not None and not self.refresh:
+                    complete_after = datetime.combine(max(group), time(20, 0), ZoneInfo(EXCHANGE_TZ))
+                    covering = [f for f in landed if f[0].fetched_at >= complete_after]
+                    if covering:
+                        yield covering[-1]
+                        continue
+                payload, parsed = client.fetch(request)
+                payload = replace(payload, month=folder_month)
+                self.landing.store(payload, parsed)
+                if month is None:
+                    yield from landed  # earlier refreshes of the latest bars: silver keeps the newest per bar
                 yield payload, parsed

@@ -21,6 +21,7 @@ PRE_OPEN_SECONDS = 4 * 3600
 REGULAR_OPEN_SECONDS = 9 * 3600 + 30 * 60
 DEFAULT_CLOSE_SECONDS = 16 * 3600
 PRICE_COLUMNS = ("open", "high", "low", "close")
+AROUND_THE_CLOCK = ("FX_INTRADAY", "CRYPTO_INTRADAY")
 #: Relative tolerance of the bar range check (one basis point of the close), see DESIGN §6.
 RANGE_EPS = 1e-4
 
@@ -58,7 +59,8 @@ def to_silver(bronze: DataFrame, regular_close: Mapping[date, time]) -> DataFram
 
     Returns:
         One row per (symbol, bar label): the bar of the most recently refreshed response, then the most
-        recently fetched, then the later one inside a payload. Invalid bars stay, flagged.
+        recently fetched, then the later one inside a payload. Invalid bars stay, flagged. FX and crypto
+        bars are all ``regular`` session (labels in UTC); FX volume, which the API does not report, is 0.
     """
     ranked = Window.partitionBy("symbol", "ts").orderBy(
         F.col("last_refreshed").desc_nulls_last(),
@@ -74,7 +76,10 @@ def to_silver(bronze: DataFrame, regular_close: Mapping[date, time]) -> DataFram
         F.to_timestamp_ntz(F.col("ts"), F.lit(TS_FORMAT)).alias("ts_local"),
         "interval",
         *[F.col(c).cast("double").alias(c) for c in PRICE_COLUMNS],
-        F.col("volume").cast("bigint").alias("volume"),
+        # FX quotes carry no volume: 0, so they stay valid (gold's vwap is then null).
+        F.when((F.col("function") == "FX_INTRADAY") & F.col("volume").isNull(), F.lit(0))
+        .otherwise(F.col("volume").cast("bigint"))
+        .alias("volume"),
         "source",
         "function",
         "last_refreshed",
@@ -84,6 +89,8 @@ def to_silver(bronze: DataFrame, regular_close: Mapping[date, time]) -> DataFram
     seconds = F.hour("ts_local") * 3600 + F.minute("ts_local") * 60 + F.second("ts_local")
     session = (
         F.when(F.col("ts_local").isNull(), F.lit(None))
+        # FX and crypto trade around the clock: every bar is in their (only) session.
+        .when(F.col("function").isin(*AROUND_THE_CLOCK), "regular")
         .when(seconds < REGULAR_OPEN_SECONDS, "pre")
         .when(seconds < _close_seconds(regular_close), "regular")
         .otherwise("post")

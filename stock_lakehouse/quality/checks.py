@@ -14,13 +14,12 @@ import dagster as dg
 from pyspark.sql import DataFrame
 
 from stock_lakehouse.ingestion.config import IngestionConfig
-from stock_lakehouse.market_calendar import is_trading_day
 from stock_lakehouse.partitions import BarPartition, parse_keys
 from stock_lakehouse.quality.rules import QUALITY_DIR, RuleSuite, load_suite
 from stock_lakehouse.quality.soda_runner import run_scan
 
 #: Extra checks in Python for what SodaCL cannot say: (spec, function(df, partitions) -> result).
-PlainCheck = tuple[dg.AssetCheckSpec, Callable[[DataFrame, list[BarPartition], str], dg.AssetCheckResult]]
+PlainCheck = tuple[dg.AssetCheckSpec, Callable[[DataFrame, list[BarPartition], IngestionConfig], dg.AssetCheckResult]]
 
 MAX_LISTED_PARTITIONS = 50
 
@@ -41,12 +40,16 @@ def regular_bars_every_trading_day(asset_key: dg.AssetKey) -> PlainCheck:
         description="Each (symbol, trading day) of the run has regular-session bars.",
     )
 
-    def evaluate(df: DataFrame, parts: list[BarPartition], calendar: str) -> dg.AssetCheckResult:
+    def evaluate(df: DataFrame, parts: list[BarPartition], ingestion: IngestionConfig) -> dg.AssetCheckResult:
         have = {
             (r["symbol"], r["trade_date"])
             for r in df.where("session = 'regular'").select("symbol", "trade_date").distinct().collect()
         }
-        missing = [p for p in parts if is_trading_day(p.trade_date, calendar) and (p.symbol, p.trade_date) not in have]
+        missing = [
+            p
+            for p in parts
+            if ingestion.is_trading_day(p.symbol, p.trade_date) and (p.symbol, p.trade_date) not in have
+        ]
         return dg.AssetCheckResult(
             asset_key=asset_key,
             check_name=spec.name,
@@ -97,7 +100,7 @@ def build_soda_checks(
     ) -> Iterator[dg.AssetCheckResult]:
         parts = parse_keys(context.partition_keys)
         meta = _partition_metadata(parts)
-        if parts and not any(is_trading_day(p.trade_date, ingestion.calendar) for p in parts):
+        if parts and not any(ingestion.is_trading_day(p.symbol, p.trade_date) for p in parts):
             for spec in specs + plain_specs:
                 yield dg.AssetCheckResult(
                     asset_key=asset_key,
@@ -126,7 +129,7 @@ def build_soda_checks(
                     metadata=metadata,
                 )
             for _, evaluate in plain_checks:
-                yield evaluate(table, parts, ingestion.calendar)
+                yield evaluate(table, parts, ingestion)
         finally:
             table.unpersist()
 
