@@ -64,6 +64,8 @@ class Summary:
     metadata: dict[str, dict[str, object]] = field(default_factory=dict)
     #: check name -> (passed, severity, metadata) of the last run that evaluated it
     checks: dict[str, tuple[bool, str, dict[str, object]]] = field(default_factory=dict)
+    #: step key -> seconds, summed over runs
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def run_materialize(
@@ -111,6 +113,10 @@ def run_materialize(
             }
         result = job.execute_in_process(**kwargs)
         summary.runs.append(result.run_id)
+        for event in result.all_events:
+            if event.is_step_success:
+                secs = event.event_specific_data.duration_ms / 1000.0
+                summary.step_seconds[event.step_key] = summary.step_seconds.get(event.step_key, 0.0) + secs
         for ev in result.get_asset_check_evaluations():
             summary.checks[ev.asset_check_key.name] = (
                 ev.passed,
@@ -307,6 +313,62 @@ def sync_symbols_cmd() -> None:
     ensure_dagster_home()
     added = sync_symbols(dg.DagsterInstance.get(), settings.all_symbols)
     click.echo(f"added: {', '.join(added) or 'none'}; configured: {', '.join(settings.all_symbols)}")
+
+
+@main.command()
+@click.option("--url", default="http://127.0.0.1:3000", show_default=True, help="Dagster webserver.")
+@click.option("--symbols", help="Comma-separated symbols (default: the configured ones).")
+@click.option("--start", required=True, help="First trade date.")
+@click.option("--end", help="Last trade date (default: start).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the backfill to finish.")
+def backfill(url, symbols, start, end, wait) -> None:
+    """Launch a backfill of all layers on a running webserver (the daemon executes it), like the UI."""
+    from stock_lakehouse.backfill import BackfillError, launch_backfill, wait_backfill
+
+    start_d = _parse_date(start, "--start")
+    end_d = _parse_date(end, "--end") if end else start_d
+    syms = _symbols(symbols) or load_settings().all_symbols
+    graphql_url = url.rstrip("/") + "/graphql"
+    try:
+        backfill_id = launch_backfill(graphql_url, syms, start_d, end_d)
+        click.echo(f"backfill {backfill_id}: {len(syms)} symbol(s) x {start_d}..{end_d}")
+        if wait:
+            status = wait_backfill(graphql_url, backfill_id)
+            click.echo(f"backfill {backfill_id}: {status['status']}, {len(status['runs'])} run(s)")
+            if status["status"] not in ("COMPLETED", "COMPLETED_SUCCESS"):
+                sys.exit(1)
+    except (BackfillError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--sizes", default="1,5,20,50", show_default=True, help="Symbol counts to measure.")
+@click.option("--start", default="2024-03-01", show_default=True)
+@click.option("--end", default="2024-03-29", show_default=True, help="21 trading days by default (W1).")
+@click.option("--out", default="bench-results", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--daemon/--no-daemon", default=True, show_default=True, help="Also measure a daemon backfill via GraphQL."
+)
+@click.option(
+    "--per-partition", default=3, show_default=True, help="Partitions for the one-run-per-partition baseline (0: skip)."
+)
+@click.option(
+    "--workdir", type=click.Path(file_okay=False), help="Keep workloads and lakes here (default: a temp dir)."
+)
+def bench(sizes, start, end, out, daemon, per_partition, workdir) -> None:
+    """Benchmark the full backfill against a bare Spark script; prints a markdown table."""
+    from stock_lakehouse.benchmarks.runner import markdown, run
+
+    res = run(
+        [int(s) for s in sizes.split(",")],
+        _parse_date(start, "--start"),
+        _parse_date(end, "--end"),
+        Path(out),
+        daemon,
+        per_partition,
+        Path(workdir) if workdir else None,
+    )
+    click.echo(markdown(res))
 
 
 @main.command("setup-jars")

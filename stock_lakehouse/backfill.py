@@ -1,0 +1,87 @@
+"""Backfills through a running Dagster webserver (GraphQL ``launchPartitionBackfill``), as the UI does.
+
+The daemon then executes them. With ``BackfillPolicy.single_run()`` Dagster splits a symbols x dates
+selection into one run per value of the dimension with fewer selected keys (3 symbols x 10 dates = 3
+runs, 50 symbols x 21 dates = 21 runs), each run one process and one Spark session.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import date
+
+import httpx
+import pandas as pd
+
+from stock_lakehouse.assets.keys import BI, BRONZE, GOLD, SILVER
+
+LAUNCH = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on PartitionKeysNotFoundError { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
+STATUS = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status numPartitions runs(limit: 1000) { runId status } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+
+
+class BackfillError(RuntimeError):
+    """The webserver refused the backfill, or it ended unsuccessfully."""
+
+
+def partition_keys(symbols: Sequence[str], start: date, end: date) -> list[str]:
+    """Multi-partition keys (``date|symbol``) for symbols x weekdays in [start, end]."""
+    return [f"{d.date().isoformat()}|{s}" for s in symbols for d in pd.bdate_range(start, end)]
+
+
+def _post(url: str, query: str, variables: dict, timeout: float = 120.0) -> dict:
+    resp = httpx.post(url, json={"query": query, "variables": variables}, timeout=timeout)
+    resp.raise_for_status()
+    body = resp.json()
+    if body.get("errors"):
+        raise BackfillError(f"GraphQL errors from {url}: {body['errors']}")
+    return body["data"]
+
+
+def launch_backfill(graphql_url: str, symbols: Sequence[str], start: date, end: date, title: str = "") -> str:
+    """Ask the webserver for a backfill of all four layers (and their checks); returns its id."""
+    params = {
+        "assetSelection": [{"path": key.path} for key in (BRONZE, SILVER, GOLD, BI)],
+        "partitionNames": partition_keys(symbols, start, end),
+        "title": title or f"{','.join(symbols)} {start}..{end}",
+    }
+    result = _post(graphql_url, LAUNCH, {"params": params})["launchPartitionBackfill"]
+    if result["__typename"] != "LaunchBackfillSuccess":
+        raise BackfillError(f"backfill refused ({result['__typename']}): {result.get('message', result)}")
+    return result["backfillId"]
+
+
+def wait_backfill(graphql_url: str, backfill_id: str, timeout: float = 1800.0, poll: float = 2.0) -> dict:
+    """Poll until the backfill ends; returns its status, partition count and runs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data = _post(graphql_url, STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+        if data["__typename"] != "PartitionBackfill":
+            raise BackfillError(f"backfill {backfill_id}: {data.get('message', data)}")
+        if data["status"] in DONE:
+            return data
+        if time.monotonic() > deadline:
+            raise BackfillError(f"backfill {backfill_id} still {data['status']} after {timeout:.0f}s")
+        time.sleep(poll)

@@ -1,0 +1,345 @@
+"""``stock-lakehouse bench``: the pipeline's cost at several sizes, beside the bare-Spark floor.
+
+Workload W1 is 50 symbols x 21 trading days of 1-minute extended-hours bars (about 1M bars), generated
+once by the synthetic generator and replayed. Every figure comes from one invocation, so ratios hold
+on a noisy machine. Results go to ``<out>/results.json`` and ``<out>/results.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from stock_lakehouse.benchmarks.baseline import run_bare
+from stock_lakehouse.benchmarks.workload import compact_workload, month_workload, symbols
+from stock_lakehouse.lakehouse.reader import read_table
+from stock_lakehouse.market_calendar import trading_days
+
+LAYER_STEPS = {
+    "bronze": "bronze__intraday_bars",
+    "silver": "silver__stock_clean",
+    "gold": "gold__daily_kpis",
+    "bi": "gold__bi_stock_daily",
+}
+
+
+def _jvm_peak_mb() -> float | None:
+    from pyspark import SparkContext
+
+    gateway = getattr(SparkContext, "_gateway", None)
+    proc = getattr(gateway, "proc", None)
+    if proc is None:
+        return None
+    try:
+        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _subset_folder(src: Path, dst: Path, n: int) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for sym in symbols(n):
+        for f in src.glob(f"{sym}_*.json"):
+            link = dst / f.name
+            if not link.exists():
+                link.symlink_to(f)
+    return dst
+
+
+def _machine() -> dict[str, object]:
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_gb, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _cli_scenario(n: int, start: date, end: date, replay: Path, lake: Path) -> dict[str, object]:
+    from stock_lakehouse.cli import run_materialize
+
+    t0 = time.perf_counter()
+    ok, summary, error = run_materialize(
+        symbols(n), start, end, {"source": "replay", "replay_dir": str(replay), "lake_root": str(lake)}
+    )
+    wall = time.perf_counter() - t0
+    if not ok:
+        raise RuntimeError(f"pipeline failed for {n} symbols: {error}")
+    soda = sum(v for k, v in summary.step_seconds.items() if k.startswith("soda_"))
+    per_layer = {}
+    for layer, step in LAYER_STEPS.items():
+        secs = summary.step_seconds.get(step, 0.0)
+        per_layer[layer] = {
+            "rows": summary.rows.get(layer, 0),
+            "seconds": round(secs, 2),
+            "rows_per_s": round(summary.rows.get(layer, 0) / secs) if secs else None,
+        }
+    failed = [name for name, c in summary.checks.items() if not c[0]]
+    return {
+        "wall_s": round(wall, 2),
+        "runs": len(summary.runs),
+        "soda_s": round(soda, 2),
+        "layers": per_layer,
+        "checks": len(summary.checks),
+        "checks_not_passed": failed,
+    }
+
+
+def _per_partition_baseline(
+    replay: Path, lake: Path, days: list[date], n_partitions_w1: int, home: Path
+) -> dict[str, object]:
+    """One Dagster run (one process, one JVM) per partition, as with no backfill policy; extrapolated."""
+    exe = Path(sys.executable).with_name("stock-lakehouse")
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    walls = []
+    for d in days:
+        t0 = time.perf_counter()
+        subprocess.run(
+            [
+                str(exe),
+                "materialize",
+                "--symbols",
+                symbols(1)[0],
+                "--start",
+                d.isoformat(),
+                "--source",
+                "replay",
+                "--replay-dir",
+                str(replay),
+                "--lake-root",
+                str(lake),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        walls.append(time.perf_counter() - t0)
+    mean = sum(walls) / len(walls)
+    return {
+        "partitions_measured": len(walls),
+        "mean_s_per_partition": round(mean, 2),
+        "extrapolated_w1_s": round(mean * n_partitions_w1, 1),
+    }
+
+
+def _daemon_backfill(n: int, start: date, end: date, replay: Path, lake: Path, home: Path) -> dict[str, object]:
+    """The UI's way: GraphQL launchPartitionBackfill on ``dagster dev``; the daemon runs it."""
+    import dagster as dg
+    import httpx
+
+    from stock_lakehouse.backfill import launch_backfill, wait_backfill
+    from stock_lakehouse.partitions import sync_symbols
+
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 2\n"
+    )
+    sync_symbols(dg.DagsterInstance.from_config(str(home)), symbols(n))
+    port = 43000 + os.getpid() % 1000
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "STOCK_LAKEHOUSE_SOURCE": "replay",
+        "STOCK_LAKEHOUSE_REPLAY_DIR": str(replay),
+        "STOCK_LAKEHOUSE_LAKE_ROOT": str(lake),
+        "STOCK_LAKEHOUSE_SYMBOLS": ",".join(symbols(n)),
+    }
+    repo = Path(__file__).resolve().parents[2]
+    log = open(home / "dagster_dev.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("dagster")),
+            "dev",
+            "-w",
+            str(repo / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=repo,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(240):
+            try:
+                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        t0 = time.perf_counter()
+        backfill_id = launch_backfill(f"{url}/graphql", symbols(n), start, end, title="benchmark")
+        status = wait_backfill(f"{url}/graphql", backfill_id, timeout=3600)
+        wall = time.perf_counter() - t0
+        return {
+            "wall_s": round(wall, 2),
+            "status": status["status"],
+            "runs": len(status["runs"]),
+            "partitions": status["numPartitions"],
+        }
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+        log.close()
+
+
+def run(
+    sizes: list[int], start: date, end: date, out: Path, daemon: bool, per_partition: int, workdir: Path | None = None
+) -> dict:
+    """Run every scenario and write results.json and results.md under ``out``."""
+    from stock_lakehouse.lakehouse.spark import SparkResource, sessions_started
+
+    work = Path(workdir or tempfile.mkdtemp(prefix="stock_lakehouse_bench_"))
+    os.environ["DAGSTER_HOME"] = str(work / "home")
+    (work / "home").mkdir(parents=True, exist_ok=True)
+    (work / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    days = trading_days(start, end)
+    top = max(sizes)
+    t = time.perf_counter()
+    bars_top = month_workload(work / "payloads", top, start, end)
+    gen_s = time.perf_counter() - t
+
+    t = time.perf_counter()
+    spark = SparkResource().get_session()
+    jvm_s = time.perf_counter() - t
+    res: dict[str, object] = {
+        "machine": _machine(),
+        "workload": {
+            "symbols": sizes,
+            "days": len(days),
+            "start": str(start),
+            "end": str(end),
+            "bars_at_largest": bars_top,
+            "generation_s": round(gen_s, 1),
+        },
+        "jvm_start_s": round(jvm_s, 2),
+        "sizes": [],
+    }
+    for n in sorted(sizes):
+        replay = _subset_folder(work / "payloads", work / f"replay_{n}", n)
+        cli = _cli_scenario(n, start, end, replay, work / f"lake_cli_{n}")
+        bare = run_bare(spark, replay, str(work / f"lake_bare_{n}"))
+        gold_cli = (
+            read_table(str(work / f"lake_cli_{n}"), "gold").sort_values(["symbol", "trade_date"]).reset_index(drop=True)
+        )
+        gold_bare = (
+            read_table(str(work / f"lake_bare_{n}"), "gold")
+            .sort_values(["symbol", "trade_date"])
+            .reset_index(drop=True)
+        )
+        pd.testing.assert_frame_equal(gold_cli, gold_bare, check_exact=False, rtol=1e-12)
+        bars = cli["layers"]["bronze"]["rows"]
+        res["sizes"].append(
+            {
+                "symbols": n,
+                "partitions": n * len(days),
+                "bars": bars,
+                "cli": cli,
+                "bare_s": round(bare["total"], 2),
+                "bare_stages_s": {k: round(v, 2) for k, v in bare.items()},
+                "ratio_cli_to_bare": round(cli["wall_s"] / bare["total"], 2),
+            }
+        )
+    compact = compact_workload(work / "compact", top, days[-1])
+    t = time.perf_counter()
+    from stock_lakehouse.cli import run_materialize
+
+    ok, summ, err = run_materialize(
+        symbols(top),
+        days[-1],
+        days[-1],
+        {"source": "replay", "replay_dir": str(work / "compact"), "lake_root": str(work / "lake_intraday")},
+    )
+    if not ok:
+        raise RuntimeError(f"intraday refresh failed: {err}")
+    res["intraday_refresh"] = {
+        "symbols": top,
+        "bars": compact,
+        "wall_s": round(time.perf_counter() - t, 2),
+        "runs": len(summ.runs),
+    }
+    res["spark_sessions_in_process"] = sessions_started()
+    res["python_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    res["jvm_peak_rss_mb"] = _jvm_peak_mb()
+    if per_partition:
+        res["one_run_per_partition"] = _per_partition_baseline(
+            work / f"replay_{min(sizes)}", work / "lake_pp", days[:per_partition], top * len(days), work / "home"
+        )
+    if daemon:
+        res["daemon_backfill"] = _daemon_backfill(
+            top, start, end, work / f"replay_{top}", work / "lake_daemon", work / "home_daemon"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(res, indent=2))
+    (out / "results.md").write_text(markdown(res))
+    if workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return res
+
+
+def markdown(res: dict) -> str:
+    """The results as a markdown report."""
+    m, w = res["machine"], res["workload"]
+    lines = [
+        f"Machine: {m['cpus']} cores, {m['memory_gib']} GiB, Python {m['python']}. Workload: 1-minute extended-hours bars, "
+        f"{w['days']} trading days {w['start']}..{w['end']}; JVM start {res['jvm_start_s']} s.",
+        "",
+        "| symbols | partitions | bars | pipeline (CLI, with Soda) s | runs | Soda s | bare Spark s | ratio | bronze rows/s | silver rows/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in res["sizes"]:
+        c = s["cli"]
+        lines.append(
+            f"| {s['symbols']} | {s['partitions']} | {s['bars']:,} | {c['wall_s']} | {c['runs']} | {c['soda_s']} | {s['bare_s']} | "
+            f"{s['ratio_cli_to_bare']} | {c['layers']['bronze']['rows_per_s']} | {c['layers']['silver']['rows_per_s']} |"
+        )
+    lines.append("")
+    largest = res["sizes"][-1]
+    cli_total = largest["cli"]["wall_s"] + res["jvm_start_s"]
+    lines.append(
+        f"- Largest size as one CLI invocation (JVM start included): {cli_total:.1f} s; JVM start-up is "
+        f"{100 * res['jvm_start_s'] / cli_total:.0f} %, Soda scans {100 * largest['cli']['soda_s'] / cli_total:.0f} %."
+    )
+    ir = res["intraday_refresh"]
+    lines.append(
+        f"- Intraday refresh, today's partition for {ir['symbols']} symbols from compact payloads: {ir['wall_s']} s in {ir['runs']} run(s)."
+    )
+    if "one_run_per_partition" in res:
+        pp = res["one_run_per_partition"]
+        speedup = pp["extrapolated_w1_s"] / cli_total
+        lines.append(
+            f"- One run per partition (new process and JVM each): {pp['mean_s_per_partition']} s per partition, "
+            f"{pp['extrapolated_w1_s']} s extrapolated to the largest size: {speedup:.0f}x slower than the CLI."
+        )
+    if "daemon_backfill" in res:
+        d = res["daemon_backfill"]
+        lines.append(
+            f"- Daemon backfill launched through GraphQL (as the UI does): {d['wall_s']} s, {d['runs']} runs, status {d['status']}."
+        )
+    lines.append(
+        f"- Peak memory: Python {res['python_peak_rss_mb']} MB, JVM {res['jvm_peak_rss_mb'] and round(res['jvm_peak_rss_mb'])} MB; "
+        f"Spark sessions started in the benchmark process: {res['spark_sessions_in_process']}."
+    )
+    return "\n".join(lines) + "\n"

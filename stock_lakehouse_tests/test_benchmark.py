@@ -1,0 +1,34 @@
+"""The benchmark's small variant: it runs end to end and its results are consistent (never timings)."""
+
+from datetime import date
+
+import pytest
+
+from stock_lakehouse.benchmarks.runner import run
+
+pytestmark = pytest.mark.spark
+
+
+def test_small_benchmark_runs_and_agrees_with_the_bare_script(spark, tmp_path, monkeypatch):
+    monkeypatch.delenv("STOCK_LAKEHOUSE_CONFIG", raising=False)
+    res = run(
+        [1, 2],
+        date(2024, 3, 4),
+        date(2024, 3, 5),
+        tmp_path / "out",
+        daemon=False,
+        per_partition=0,
+        workdir=tmp_path / "w",
+    )
+    assert [s["symbols"] for s in res["sizes"]] == [1, 2]
+    for size in res["sizes"]:
+        # The pipeline's gold equals the bare script's (checked inside run); here: counts and runs.
+        assert size["bars"] == size["symbols"] * 2 * 960
+        assert size["cli"]["runs"] == 1
+        assert size["cli"]["layers"]["gold"]["rows"] == size["symbols"] * 2
+        assert size["cli"]["checks_not_passed"] == []
+        assert size["bare_s"] > 0 and size["ratio_cli_to_bare"] > 0
+    assert res["intraday_refresh"]["bars"] == 200 and res["intraday_refresh"]["runs"] == 1
+    report = (tmp_path / "out" / "results.md").read_text()
+    assert "| symbols | partitions | bars |" in report and "Intraday refresh" in report
+    assert (tmp_path / "out" / "results.json").is_file()
