@@ -38,3 +38,12 @@ def trading_days(start: date, end: date, calendar: str = "XNYS") -> list[date]:
     """Sessions between ``start`` and ``end`` inclusive."""
     sessions = _calendar(calendar).sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
     return [s.date() for s in sessions]
+
+
+def session_bounds(day: date, calendar: str = "XNYS") -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """UTC open and close of the regular session on ``day`` (early closes included), or None when closed."""
+    cal = _calendar(calendar)
+    ts = pd.Timestamp(day)
+    if not cal.is_session(ts):
+        return None
+    return cal.session_open(ts), cal.session_close(ts)

@@ -95,6 +95,21 @@ class AlphaVantageSettings(BaseModel):
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
 
 
+class AutomationSettings(BaseModel):
+    """Schedules, freshness and alerts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    intraday_every_minutes: int = Field(15, ge=1, le=60)
+    end_of_day_at: str = Field("20:15", pattern=r"^\d{1,2}:\d{2}$")
+    freshness_max_lag_minutes: int = Field(30, ge=1)
+    anomaly_price_change_pct: float = Field(8.0, gt=0)
+    anomaly_volume_multiple: float = Field(3.0, gt=1)
+    #: environment variable holding the alert webhook URL (URLs often embed a token)
+    alert_webhook_env: str = "STOCK_LAKEHOUSE_ALERT_WEBHOOK"
+    alert_webhook_format: Literal["slack", "ntfy"] = "slack"
+
+
 class Settings(BaseModel):
     """Everything a deployment can change without touching code."""
 
@@ -115,6 +130,7 @@ class Settings(BaseModel):
     spark: SparkSettings = Field(default_factory=SparkSettings)
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
     alphavantage: AlphaVantageSettings = Field(default_factory=AlphaVantageSettings)
+    automation: AutomationSettings = Field(default_factory=AutomationSettings)
 
     @field_validator("symbols", mode="before")
     @classmethod

@@ -1,12 +1,22 @@
 """Builds the Dagster ``Definitions`` from settings (``definitions.py`` calls it with the defaults)."""
 
+import os
 from pathlib import Path
 
 import dagster as dg
 
 from stock_lakehouse.assets import build_table_assets
 from stock_lakehouse.assets import keys as asset_keys
-from stock_lakehouse.automation.sensors import build_symbol_sync_sensor
+from stock_lakehouse.automation.alerts import AlertSink
+from stock_lakehouse.automation.clock import Clock
+from stock_lakehouse.automation.schedules import build_end_of_day_schedule, build_intraday_schedule
+from stock_lakehouse.automation.sensors import (
+    build_anomaly_sensor,
+    build_check_failure_sensor,
+    build_freshness_sensor,
+    build_run_failure_sensor,
+    build_symbol_sync_sensor,
+)
 from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.ingestion.landing import LandingZone
 from stock_lakehouse.ingestion.sources import AlphaVantageSource, BarSource, ReplaySource, SyntheticSource
@@ -65,7 +75,11 @@ def build_resources(settings: Settings) -> dict[str, object]:
     ingestion = IngestionConfig(
         interval=settings.interval, calendar=settings.calendar, fx_pairs=settings.fx_pairs, crypto=settings.crypto
     )
+    auto = settings.automation
+    webhook = dg.EnvVar(auto.alert_webhook_env) if os.environ.get(auto.alert_webhook_env) else ""
     return {
+        "alerts": AlertSink(webhook_url=webhook, webhook_format=auto.alert_webhook_format),
+        "clock": Clock(),
         "spark": spark,
         "io_manager": DeltaIOManager(root_uri=settings.lake_uri, spark=spark),
         "bar_source": build_source(settings, landing, ingestion),
@@ -95,11 +109,25 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         executor_def=dg.in_process_executor,
         description="Bronze -> silver -> gold -> BI for the selected (symbol, date) partitions.",
     )
+    auto = settings.automation
+    symbols = settings.all_symbols
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
         jobs=[job],
-        sensors=[build_symbol_sync_sensor(settings.all_symbols)],
+        schedules=[
+            build_intraday_schedule(job, symbols, auto.intraday_every_minutes, settings.calendar),
+            build_end_of_day_schedule(job, symbols, settings.calendar, auto.end_of_day_at),
+        ],
+        sensors=[
+            build_symbol_sync_sensor(symbols),
+            build_freshness_sensor(
+                symbols, settings.lake_uri, settings.interval, auto.freshness_max_lag_minutes, settings.calendar
+            ),
+            build_run_failure_sensor(),
+            build_check_failure_sensor(),
+            build_anomaly_sensor(settings.lake_uri, auto.anomaly_price_change_pct, auto.anomaly_volume_multiple),
+        ],
         resources=build_resources(settings),
         executor=dg.in_process_executor,
     )

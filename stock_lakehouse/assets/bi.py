@@ -3,7 +3,7 @@
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from stock_lakehouse.assets.keys import BI, GOLD, PARTITION_EXPR, TABLE_ASSET_ARGS
+from stock_lakehouse.assets.keys import BI, GOLD, PARTITION_EXPR, TABLE_ASSET_ARGS, writer_pool
 from stock_lakehouse.lakehouse.transforms import to_bi
 from stock_lakehouse.partitions import parse_keys, partition_predicate
 
@@ -11,8 +11,9 @@ from stock_lakehouse.partitions import parse_keys, partition_predicate
 def build_bi_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=BI,
+        pool=writer_pool(BI),
         partitions_def=partitions_def,
-        group_name="bi",
+        group_name="lakehouse",
         # Windows reach back over earlier trading days with data, however far: load each symbol's gold
         # history up to the latest requested date (gold is one small row per day).
         ins={"gold": dg.AssetIn(key=GOLD, metadata={"history": True})},

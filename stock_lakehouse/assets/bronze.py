@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 from pyspark.sql import DataFrame
 
-from stock_lakehouse.assets.keys import BRONZE, PARTITION_EXPR, TABLE_ASSET_ARGS
+from stock_lakehouse.assets.keys import BRONZE, PARTITION_EXPR, TABLE_ASSET_ARGS, writer_pool
 from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.ingestion.landing import LandingZone
 from stock_lakehouse.ingestion.parser import BRONZE_BAR_COLUMNS
@@ -53,8 +53,9 @@ def collect_bronze_rows(
 def build_bronze_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=BRONZE,
+        pool=writer_pool(BRONZE),
         partitions_def=partitions_def,
-        group_name="bronze",
+        group_name="lakehouse",
         metadata={**PARTITION_EXPR, "columns": ", ".join(BRONZE_BAR_COLUMNS) + ", provenance"},
         description="One row per bar as received (values are the API's strings), with source, request "
         "fingerprint, payload hash and landing-zone path.",

@@ -1,5 +1,7 @@
 """Asset keys; each key's path is also the table's folder under the lake root."""
 
+from datetime import timedelta
+
 import dagster as dg
 
 BRONZE = dg.AssetKey(["bronze", "intraday_bars"])
@@ -7,9 +9,22 @@ SILVER = dg.AssetKey(["silver", "stock_clean"])
 GOLD = dg.AssetKey(["gold", "daily_kpis"])
 BI = dg.AssetKey(["gold", "bi_stock_daily"])
 
-#: Shared by every table asset: one run (one Spark session) per backfill range, kinds for the UI.
+#: Shared by every table asset: one run (one Spark session) per backfill range, kinds for the UI, and
+#: a coarse UI freshness policy (some materialization by 20:30 New York each weekday). Dagster evaluates
+#: it per asset, not per partition or symbol, and knows no holidays: the market-aware, per-symbol
+#: measure is the ``freshness_alerts`` sensor.
 TABLE_ASSET_ARGS = {
     "backfill_policy": dg.BackfillPolicy.single_run(),
     "kinds": {"spark", "delta"},
+    "freshness_policy": dg.FreshnessPolicy.cron(
+        deadline_cron="30 20 * * 1-5", lower_bound_delta=timedelta(hours=16), timezone="America/New_York"
+    ),
 }
 PARTITION_EXPR = {"partition_expr": {"symbol": "symbol", "date": "trade_date"}}
+
+
+def writer_pool(key: dg.AssetKey) -> str:
+    """The Dagster concurrency pool of the step writing ``key``'s table: one writer per Delta table
+    (``dagster.yaml`` sets every pool's limit to 1), since Delta on S3 is only safe with one writing
+    driver at a time. Bronze's pool also bounds concurrent Alpha Vantage calls."""
+    return "delta_" + "_".join(key.path)

@@ -3,7 +3,7 @@
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from stock_lakehouse.assets.keys import BRONZE, PARTITION_EXPR, SILVER, TABLE_ASSET_ARGS
+from stock_lakehouse.assets.keys import BRONZE, PARTITION_EXPR, SILVER, TABLE_ASSET_ARGS, writer_pool
 from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.lakehouse.transforms import to_silver
 from stock_lakehouse.market_calendar import regular_close
@@ -13,8 +13,9 @@ from stock_lakehouse.partitions import parse_keys
 def build_silver_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=SILVER,
+        pool=writer_pool(SILVER),
         partitions_def=partitions_def,
-        group_name="silver",
+        group_name="lakehouse",
         ins={"bronze": dg.AssetIn(key=BRONZE)},
         metadata=PARTITION_EXPR,
         description="One row per (symbol, bar): typed prices and volume, UTC and New York timestamps, "

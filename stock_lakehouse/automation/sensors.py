@@ -1,10 +1,19 @@
-"""Sensors that keep the deployment in step with configuration."""
+"""Sensors: symbol sync, market-aware freshness alerts, run and check failure alerts, BI anomalies."""
 
+import json
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import dagster as dg
+from dagster._core.events import DagsterEventType
 
-from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, symbol_partitions
+from stock_lakehouse.assets.keys import BI
+from stock_lakehouse.automation.alerts import Alert, AlertSink
+from stock_lakehouse.automation.anomalies import find_anomalies
+from stock_lakehouse.automation.clock import Clock
+from stock_lakehouse.market_calendar import EXCHANGE_TZ, session_bounds
+from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, parse_keys, symbol_partitions
 
 
 def build_symbol_sync_sensor(symbols: Sequence[str]) -> dg.SensorDefinition:
@@ -28,3 +37,170 @@ def build_symbol_sync_sensor(symbols: Sequence[str]) -> dg.SensorDefinition:
         return dg.SensorResult(dynamic_partitions_requests=[symbol_partitions().build_add_request(missing)])
 
     return sync_configured_symbols
+
+
+def _interval_minutes(interval: str) -> int:
+    return int(interval.removesuffix("min")) if interval.endswith("min") else 1440
+
+
+def latest_bar_times(lake_uri: str, symbols: Sequence[str], day) -> dict[str, datetime]:
+    """Start time (UTC) of the newest valid silver bar of ``day`` per symbol."""
+    from stock_lakehouse.lakehouse.reader import read_table
+
+    try:
+        df = read_table(lake_uri, "silver", symbols, day, day)
+    except FileNotFoundError:
+        return {}
+    df = df[df.is_valid & df.ts_utc.notna()]
+    latest = df.groupby("symbol").ts_utc.max()
+    return {sym: ts.to_pydatetime().replace(tzinfo=UTC) for sym, ts in latest.items()}
+
+
+def build_freshness_sensor(
+    symbols: Sequence[str], lake_uri: str, interval: str, max_lag_minutes: int, calendar: str
+) -> dg.SensorDefinition:
+    """Per-symbol data freshness during the NYSE session, with an alert and a "resolved" message.
+
+    The measure is the data, not the run: the newest valid bar in silver for today, plus one bar
+    interval, may be at most ``max_lag_minutes`` behind the clock. Nothing is checked on weekends,
+    holidays, before ``open + max_lag`` or after the (early) close. The cursor holds the symbols
+    currently stale, so each condition alerts once and resolves once.
+    """
+    step = timedelta(minutes=_interval_minutes(interval))
+    max_lag = timedelta(minutes=max_lag_minutes)
+
+    @dg.sensor(
+        name="freshness_alerts",
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Alerts when a symbol's newest silver bar is over {max_lag_minutes} min behind in the session.",
+    )
+    def freshness_alerts(context: dg.SensorEvaluationContext, alerts: AlertSink, clock: Clock) -> dg.SkipReason:
+        now = clock.now()
+        day = now.astimezone(ZoneInfo(EXCHANGE_TZ)).date()
+        bounds = session_bounds(day, calendar)
+        if bounds is None:
+            return dg.SkipReason(f"market closed on {day}")
+        open_, close = (b.to_pydatetime() for b in bounds)
+        if not (open_ + max_lag <= now <= close):
+            return dg.SkipReason("outside the checked part of the session")
+        stale: dict[str, str] = json.loads(context.cursor or "{}")
+        latest = latest_bar_times(lake_uri, symbols, day)
+        sent = 0
+        for sym in symbols:
+            newest = latest.get(sym)
+            lag = now - (newest + step) if newest else now - open_
+            since = newest.strftime("%H:%M UTC") if newest else "the open"
+            if lag > max_lag and sym not in stale:
+                alerts.send(
+                    Alert(
+                        "freshness",
+                        f"freshness:{sym}:{day}",
+                        f"{sym}: no new bar since {since} on {day}, "
+                        f"{lag.total_seconds() / 60:.0f} min behind (limit {max_lag_minutes} min)",
+                    )
+                )
+                stale[sym] = now.isoformat()
+                sent += 1
+            elif lag <= max_lag and sym in stale:
+                alerts.send(
+                    Alert(
+                        "freshness_resolved",
+                        f"freshness:{sym}:{day}",
+                        f"{sym}: data is fresh again (newest bar {since})",
+                    )
+                )
+                del stale[sym]
+                sent += 1
+        context.update_cursor(json.dumps(stale))
+        return dg.SkipReason(f"{sent} alert(s); stale now: {sorted(stale) or 'none'}")
+
+    return freshness_alerts
+
+
+def build_run_failure_sensor() -> dg.SensorDefinition:
+    """One alert per failed run of this code location."""
+
+    @dg.run_failure_sensor(name="run_failure_alerts", default_status=dg.DefaultSensorStatus.RUNNING)
+    def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertSink) -> None:
+        run = context.dagster_run
+        message = (context.failure_event.message or "").strip().splitlines()[0][:300]
+        alerts.send(
+            Alert("run_failure", f"run:{run.run_id}", f"Run {run.run_id[:8]} of {run.job_name} failed: {message}")
+        )
+
+    return run_failure_alerts
+
+
+def build_check_failure_sensor() -> dg.SensorDefinition:
+    """One alert per failed asset check evaluation (Soda rules and plain checks)."""
+
+    @dg.sensor(name="check_failure_alerts", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+    def check_failure_alerts(context: dg.SensorEvaluationContext, alerts: AlertSink) -> dg.SkipReason:
+        after = int(context.cursor) if context.cursor else None
+        records = context.instance.get_event_records(
+            dg.EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
+            limit=500,
+            ascending=True,
+        )
+        sent = 0
+        for record in records:
+            evaluation = record.event_log_entry.dagster_event.event_specific_data
+            if not evaluation.passed:
+                meta = {k: v.value for k, v in evaluation.metadata.items()}
+                key = evaluation.asset_check_key
+                alerts.send(
+                    Alert(
+                        "check_failure",
+                        f"check:{key.asset_key.to_user_string()}:{key.name}:{record.storage_id}",
+                        f"{evaluation.severity.value} check {key.name} on {key.asset_key.to_user_string()} failed: "
+                        f"measured {meta.get('soda_value', '-')}; partitions {meta.get('partition_keys', '-')}",
+                    )
+                )
+                sent += 1
+        if records:
+            context.update_cursor(str(records[-1].storage_id))
+        return dg.SkipReason(f"{sent} alert(s) from {len(records)} evaluation(s)")
+
+    return check_failure_alerts
+
+
+def build_anomaly_sensor(lake_uri: str, price_change_pct: float, volume_multiple: float) -> dg.SensorDefinition:
+    """Alerts for anomalous BI rows (``automation/anomalies.py``) of newly materialized partitions.
+
+    The cursor keeps the last materialization seen and the alert keys already sent, so re-materializing
+    a partition does not repeat its alerts.
+    """
+
+    @dg.sensor(name="bi_anomaly_alerts", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+    def bi_anomaly_alerts(context: dg.SensorEvaluationContext, alerts: AlertSink) -> dg.SkipReason:
+        from stock_lakehouse.lakehouse.reader import read_table
+
+        state = json.loads(context.cursor or '{"after": null, "sent": []}')
+        result = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=BI, after_storage_id=state["after"]), limit=1000, ascending=True
+        )
+        if not result.records:
+            return dg.SkipReason("no new BI materializations")
+        parts = parse_keys(r.partition_key for r in result.records if r.partition_key)
+        sent = set(state["sent"])
+        new = 0
+        if parts:
+            wanted = {(p.symbol, p.trade_date) for p in parts}
+            bi = read_table(
+                lake_uri,
+                "bi",
+                sorted({p.symbol for p in parts}),
+                min(p.trade_date for p in parts),
+                max(p.trade_date for p in parts),
+            )
+            bi = bi[[(s, d) in wanted for s, d in zip(bi.symbol, bi.trade_date, strict=True)]]
+            for alert in find_anomalies(bi, price_change_pct, volume_multiple):
+                if alert.key not in sent:
+                    alerts.send(alert)
+                    sent.add(alert.key)
+                    new += 1
+        context.update_cursor(json.dumps({"after": result.records[-1].storage_id, "sent": sorted(sent)[-2000:]}))
+        return dg.SkipReason(f"{new} anomaly alert(s)")
+
+    return bi_anomaly_alerts

@@ -43,6 +43,7 @@ def run_bare(spark: SparkSession, replay_dir: Path, lake: str) -> dict[str, floa
     pdf = pd.concat(frames, ignore_index=True)
     pdf["bar_seq"] = pdf["bar_seq"].astype("int32")
     bronze = spark.createDataFrame(pdf[[f.name for f in schemas.BRONZE.fields]], schema=schemas.BRONZE)
+
     def write(df, table: str) -> None:
         df.write.format("delta").mode("overwrite").partitionBy("symbol", "trade_date").save(table_path(lake, table))
 
