@@ -280,6 +280,7 @@ def show(table, symbols, start, end, version, columns, limit, fmt, lake_root) ->
             _parse_date(start, "--start") if start else None,
             _parse_date(end, "--end") if end else None,
             version,
+            settings.s3_location,
         )
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
@@ -343,8 +344,8 @@ def backfill(url, symbols, start, end, wait) -> None:
 
 @main.command()
 @click.option("--sizes", default="1,5,20,50", show_default=True, help="Symbol counts to measure.")
-@click.option("--start", default="2024-03-01", show_default=True)
-@click.option("--end", default="2024-03-29", show_default=True, help="21 trading days by default (W1).")
+@click.option("--start", default="2024-04-01", show_default=True)
+@click.option("--end", default="2024-04-29", show_default=True, help="21 trading days by default (W1).")
 @click.option("--out", default="bench-results", show_default=True, type=click.Path(file_okay=False))
 @click.option(
     "--daemon/--no-daemon", default=True, show_default=True, help="Also measure a daemon backfill via GraphQL."

@@ -31,6 +31,8 @@ ENV_OVERRIDES: dict[str, str] = {
     "STOCK_LAKEHOUSE_SPARK_MASTER": "spark.master",
     "STOCK_LAKEHOUSE_QUALITY_DIR": "quality_dir",
     "STOCK_LAKEHOUSE_ALPHAVANTAGE_BASE_URL": "alphavantage.base_url",
+    "STOCK_LAKEHOUSE_S3_ENDPOINT": "s3.endpoint",
+    "STOCK_LAKEHOUSE_S3_REGION": "s3.region",
 }
 API_KEY_ENV = "ALPHAVANTAGE_API_KEY"
 
@@ -95,6 +97,19 @@ class AlphaVantageSettings(BaseModel):
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
 
 
+class S3Settings(BaseModel):
+    """An S3-compatible object store for ``s3a://`` lake roots (AWS S3, MinIO, Ceph RGW, SeaweedFS, ...).
+
+    Keys are never settings: they come from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` in the
+    environment (read by Spark's S3A, boto3 and delta-rs alike)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    path_style: bool = True
+
+
 class AutomationSettings(BaseModel):
     """Schedules, freshness and alerts."""
 
@@ -131,6 +146,7 @@ class Settings(BaseModel):
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
     alphavantage: AlphaVantageSettings = Field(default_factory=AlphaVantageSettings)
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
 
     @field_validator("symbols", mode="before")
     @classmethod
@@ -191,6 +207,12 @@ class Settings(BaseModel):
         if "://" in self.lake_root:
             return self.lake_root.rstrip("/")
         return str(Path(self.lake_root).expanduser().resolve())
+
+    @property
+    def s3_location(self):
+        from stock_lakehouse.lakehouse.object_store import S3Location
+
+        return S3Location(self.s3.endpoint, self.s3.region, self.s3.path_style)
 
     @property
     def replay_path(self) -> Path:

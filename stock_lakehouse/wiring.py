@@ -9,6 +9,7 @@ from stock_lakehouse.assets import build_table_assets
 from stock_lakehouse.assets import keys as asset_keys
 from stock_lakehouse.automation.alerts import AlertSink
 from stock_lakehouse.automation.clock import Clock
+from stock_lakehouse.automation.maintenance import build_maintenance
 from stock_lakehouse.automation.schedules import build_end_of_day_schedule, build_intraday_schedule
 from stock_lakehouse.automation.sensors import (
     build_anomaly_sensor,
@@ -70,8 +71,16 @@ def build_resources(settings: Settings) -> dict[str, object]:
         shuffle_partitions=settings.spark.shuffle_partitions,
         driver_memory=settings.spark.driver_memory,
         conf=settings.spark.conf,
+        s3_endpoint=settings.s3.endpoint,
+        s3_path_style=settings.s3.path_style,
+        s3_region=settings.s3.region,
     )
-    landing = LandingZone(root_uri=settings.lake_uri)
+    landing = LandingZone(
+        root_uri=settings.lake_uri,
+        s3_endpoint=settings.s3.endpoint,
+        s3_region=settings.s3.region,
+        s3_path_style=settings.s3.path_style,
+    )
     ingestion = IngestionConfig(
         interval=settings.interval, calendar=settings.calendar, fx_pairs=settings.fx_pairs, crypto=settings.crypto
     )
@@ -111,11 +120,14 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
     auto = settings.automation
     symbols = settings.all_symbols
+    s3 = settings.s3_location
+    maintenance_job, maintenance_schedule = build_maintenance(settings.lake_uri)
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=[job],
+        jobs=[job, maintenance_job],
         schedules=[
+            maintenance_schedule,
             build_intraday_schedule(job, symbols, auto.intraday_every_minutes, settings.calendar),
             build_end_of_day_schedule(job, symbols, settings.calendar, auto.end_of_day_at),
         ],
@@ -126,7 +138,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             ),
             build_run_failure_sensor(),
             build_check_failure_sensor(),
-            build_anomaly_sensor(settings.lake_uri, auto.anomaly_price_change_pct, auto.anomaly_volume_multiple),
+            build_anomaly_sensor(settings.lake_uri, auto.anomaly_price_change_pct, auto.anomaly_volume_multiple, s3),
         ],
         resources=build_resources(settings),
         executor=dg.in_process_executor,

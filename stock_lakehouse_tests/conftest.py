@@ -46,3 +46,12 @@ def clean_env(monkeypatch):
         if name.startswith("STOCK_LAKEHOUSE_") and name not in ("STOCK_LAKEHOUSE_IVY_DIR", "STOCK_LAKEHOUSE_FIXTURES"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("STOCK_LAKEHOUSE_CONFIG", str(REPO / "config" / "stock_lakehouse.yaml"))
+
+
+@pytest.fixture(scope="session")
+def minio(tmp_path_factory):
+    """A real MinIO server for the session, with bucket ``lake``; yields its environment."""
+    from stock_lakehouse_tests.services import minio_server
+
+    with minio_server(tmp_path_factory.mktemp("minio")) as env:
+        yield env

@@ -180,3 +180,201 @@ def chromium() -> Iterator[object]:
         yield driver
     finally:
         driver.quit()
+
+
+@contextlib.contextmanager
+def minio_server(data_dir: Path, bucket: str = "lake") -> Iterator[dict[str, str]]:
+    """A real MinIO on loopback (built by ``scripts/minio.sh`` if missing); yields its environment."""
+    port = free_port()
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "minio.sh"), "start", str(data_dir), str(port)],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"MinIO did not start: {done.stderr[-2000:]}")
+    env = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("export "):
+            name, _, value = line[len("export ") :].partition("=")
+            env[name] = value
+    try:
+        from stock_lakehouse.lakehouse.object_store import S3Location
+
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        S3Location(env["STOCK_LAKEHOUSE_S3_ENDPOINT"]).boto3_client().create_bucket(Bucket=bucket)
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        subprocess.run(["bash", str(REPO / "scripts" / "minio.sh"), "stop", str(data_dir)], check=False)
+
+
+@contextlib.contextmanager
+def spark_standalone(workers: int = 2, log_dir: Path | None = None) -> Iterator[str]:
+    """A standalone Spark master and ``workers`` workers on loopback (pyspark's ``spark-class``)."""
+    import signal
+
+    import pyspark
+
+    spark_home = Path(pyspark.__file__).parent
+    spark_class = spark_home / "bin" / "spark-class"
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(spark_home),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_NO_DAEMONIZE": "1",
+    }
+    port = free_port()
+    master_url = f"spark://127.0.0.1:{port}"
+    logs = log_dir or Path(os.environ.get("TMPDIR", "/tmp"))
+    procs = []
+
+    def start(args: list[str], name: str) -> subprocess.Popen:
+        log = open(logs / f"{name}.log", "w")  # noqa: SIM115 - lives as long as the process
+        return subprocess.Popen(
+            [str(spark_class), *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    try:
+        procs.append(
+            start(
+                [
+                    "org.apache.spark.deploy.master.Master",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--webui-port",
+                    str(free_port()),
+                ],
+                "spark-master",
+            )
+        )
+        web = None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            text = (logs / "spark-master.log").read_text()
+            if "I have been elected leader" in text:
+                web = True
+                break
+            time.sleep(0.5)
+        if not web:
+            raise RuntimeError("Spark master did not start")
+        for i in range(workers):
+            procs.append(
+                start(
+                    [
+                        "org.apache.spark.deploy.worker.Worker",
+                        master_url,
+                        "--host",
+                        "127.0.0.1",
+                        "--cores",
+                        "1",
+                        "--memory",
+                        "1g",
+                        "--webui-port",
+                        str(free_port()),
+                    ],
+                    f"spark-worker-{i}",
+                )
+            )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if (logs / "spark-master.log").read_text().count("Registering worker") >= workers:
+                break
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("Spark workers did not register")
+        yield master_url
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def postgres_server(data_dir: Path) -> Iterator[dict[str, str]]:
+    """A real PostgreSQL (Debian's package) on loopback, run as the ``postgres`` user; yields the
+    ``DAGSTER_POSTGRES_*`` environment of ``docker/dagster.yaml``."""
+    import glob
+    import secrets
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not bins:
+        raise RuntimeError("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    pg = Path(bins[-1])
+    data_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["chown", "-R", "postgres:postgres", str(data_dir)], check=True)
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    password = secrets.token_hex(12)
+    pwfile = data_dir / "pw"
+    pwfile.write_text(password)
+    subprocess.run(["chown", "postgres", str(pwfile)], check=True)
+    subprocess.run(
+        [
+            *as_pg,
+            str(pg / "initdb"),
+            "-D",
+            str(data_dir / "db"),
+            "-U",
+            "dagster",
+            "--pwfile",
+            str(pwfile),
+            "-A",
+            "scram-sha-256",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    subprocess.run(
+        [
+            *as_pg,
+            str(pg / "pg_ctl"),
+            "-D",
+            str(data_dir / "db"),
+            "-l",
+            str(data_dir / "pg.log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {data_dir} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        env = {"PGPASSWORD": password}
+        subprocess.run(
+            [str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster", "dagster"],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **env},
+        )
+        yield {
+            "DAGSTER_POSTGRES_USER": "dagster",
+            "DAGSTER_POSTGRES_PASSWORD": password,
+            "DAGSTER_POSTGRES_DB": "dagster",
+            "DAGSTER_POSTGRES_HOST": "127.0.0.1",
+            "DAGSTER_POSTGRES_PORT": str(port),
+        }
+    finally:
+        subprocess.run(
+            [*as_pg, str(pg / "pg_ctl"), "-D", str(data_dir / "db"), "-m", "fast", "stop"],
+            check=False,
+            capture_output=True,
+        )

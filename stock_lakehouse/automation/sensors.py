@@ -12,6 +12,7 @@ from stock_lakehouse.assets.keys import BI
 from stock_lakehouse.automation.alerts import Alert, AlertSink
 from stock_lakehouse.automation.anomalies import find_anomalies
 from stock_lakehouse.automation.clock import Clock
+from stock_lakehouse.lakehouse.object_store import S3Location
 from stock_lakehouse.market_calendar import EXCHANGE_TZ, session_bounds
 from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, parse_keys, symbol_partitions
 
@@ -43,12 +44,12 @@ def _interval_minutes(interval: str) -> int:
     return int(interval.removesuffix("min")) if interval.endswith("min") else 1440
 
 
-def latest_bar_times(lake_uri: str, symbols: Sequence[str], day) -> dict[str, datetime]:
+def latest_bar_times(lake_uri: str, symbols: Sequence[str], day, s3: S3Location | None = None) -> dict[str, datetime]:
     """Start time (UTC) of the newest valid silver bar of ``day`` per symbol."""
     from stock_lakehouse.lakehouse.reader import read_table
 
     try:
-        df = read_table(lake_uri, "silver", symbols, day, day)
+        df = read_table(lake_uri, "silver", symbols, day, day, s3=s3)
     except FileNotFoundError:
         return {}
     df = df[df.is_valid & df.ts_utc.notna()]
@@ -57,7 +58,12 @@ def latest_bar_times(lake_uri: str, symbols: Sequence[str], day) -> dict[str, da
 
 
 def build_freshness_sensor(
-    symbols: Sequence[str], lake_uri: str, interval: str, max_lag_minutes: int, calendar: str
+    symbols: Sequence[str],
+    lake_uri: str,
+    interval: str,
+    max_lag_minutes: int,
+    calendar: str,
+    s3: S3Location | None = None,
 ) -> dg.SensorDefinition:
     """Per-symbol data freshness during the NYSE session, with an alert and a "resolved" message.
 
@@ -85,7 +91,7 @@ def build_freshness_sensor(
         if not (open_ + max_lag <= now <= close):
             return dg.SkipReason("outside the checked part of the session")
         stale: dict[str, str] = json.loads(context.cursor or "{}")
-        latest = latest_bar_times(lake_uri, symbols, day)
+        latest = latest_bar_times(lake_uri, symbols, day, s3)
         sent = 0
         for sym in symbols:
             newest = latest.get(sym)
@@ -165,7 +171,9 @@ def build_check_failure_sensor() -> dg.SensorDefinition:
     return check_failure_alerts
 
 
-def build_anomaly_sensor(lake_uri: str, price_change_pct: float, volume_multiple: float) -> dg.SensorDefinition:
+def build_anomaly_sensor(
+    lake_uri: str, price_change_pct: float, volume_multiple: float, s3: S3Location | None = None
+) -> dg.SensorDefinition:
     """Alerts for anomalous BI rows (``automation/anomalies.py``) of newly materialized partitions.
 
     The cursor keeps the last materialization seen and the alert keys already sent, so re-materializing

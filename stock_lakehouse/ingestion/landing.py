@@ -1,38 +1,44 @@
 """The landing zone: every payload kept byte for byte, one file per distinct body.
 
 Path: ``<root>/landing/<function>/<symbol>/<interval>/<month>/<fetched_at>_<fingerprint>_<sha256[:16]>.<ext>``
-(``fetched_at`` as ``YYYYmmddTHHMMSSffffffZ``; the fingerprint identifies the request without the key).
-A body already landed in the same folder is not written again, so replaying the same recordings on every
-run does not grow the zone. The live source looks payloads up here to avoid re-fetching complete months.
+(``fetched_at`` as ``YYYYmmddTHHMMSSffffffZ``; the fingerprint identifies the request without the key),
+on a local folder or an ``s3a://`` root. A body already landed in the same folder is not written again,
+so replaying the same recordings on every run does not grow the zone. The live source looks payloads up
+here to avoid re-fetching complete months.
 """
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 
 from stock_lakehouse.ingestion.parser import ParsedPayload, Payload, parse_csv_payload, parse_payload
+from stock_lakehouse.lakehouse.object_store import ObjectFiles, S3Location
 
 _STAMP = "%Y%m%dT%H%M%S%fZ"
 
 
 class LandingZone(dg.ConfigurableResource):
-    """Raw payload storage beside the tables (a local folder; ``s3a://`` roots come with the S3 work)."""
+    """Raw payload storage beside the tables.
+
+    Attributes:
+        root_uri: the lake root (local folder or ``s3a://bucket/prefix``); payloads go under ``landing/``.
+        s3_endpoint, s3_region, s3_path_style: how to reach an S3-compatible store (keys from the environment).
+    """
 
     root_uri: str
+    s3_endpoint: str | None = None
+    s3_region: str = "us-east-1"
+    s3_path_style: bool = True
 
-    def _base(self) -> Path:
-        if "://" in self.root_uri:
-            raise NotImplementedError(
-                f"the landing zone on {self.root_uri.split('://')[0]}:// is not implemented yet; use a local lake root"
-            )
-        return Path(self.root_uri) / "landing"
+    def _files(self) -> ObjectFiles:
+        return ObjectFiles(self.root_uri, S3Location(self.s3_endpoint, self.s3_region, self.s3_path_style))
 
-    def folder(self, function: str, symbol: str, interval: str, month: str) -> Path:
-        return self._base() / function / symbol / interval / month
+    @staticmethod
+    def folder(function: str, symbol: str, interval: str, month: str) -> str:
+        return f"landing/{function}/{symbol}/{interval}/{month}"
 
     def store(self, payload: Payload, parsed: ParsedPayload, month: str | None = None) -> str:
-        """Keep ``payload.raw`` and return its path (the URI bronze rows point to).
+        """Keep ``payload.raw`` and return its URI (the one bronze rows point to).
 
         Args:
             month: the landing month (``YYYY-MM``); default ``payload.month``, else the month of the
@@ -40,40 +46,38 @@ class LandingZone(dg.ConfigurableResource):
         """
         month = month or payload.month or (parsed.last_refreshed or payload.fetched_at.isoformat())[:7]
         folder = self.folder(parsed.function, parsed.symbol, parsed.interval, month)
+        files = self._files()
         digest = payload.sha256[:16]
-        existing = sorted(folder.glob(f"*_{digest}.*")) if folder.is_dir() else []
+        existing = [n for n in files.list(folder) if n.rsplit(".", 1)[0].endswith(f"_{digest}")]
         if existing:
-            return str(existing[0])
-        folder.mkdir(parents=True, exist_ok=True)
+            return files.uri(f"{folder}/{existing[0]}")
         ext = "json" if payload.raw.lstrip()[:1] in (b"{", b"[") else "csv"
-        path = folder / f"{payload.fetched_at.strftime(_STAMP)}_{payload.request_fingerprint}_{digest}.{ext}"
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_bytes(payload.raw)
-        tmp.replace(path)  # atomic: a crashed run never leaves half a payload under a final name
-        return str(path)
+        name = f"{payload.fetched_at.strftime(_STAMP)}_{payload.request_fingerprint}_{digest}.{ext}"
+        return files.put(f"{folder}/{name}", payload.raw)
 
     def find(
         self, function: str, symbol: str, interval: str, month: str, fingerprint: str
     ) -> list[tuple[Payload, ParsedPayload]]:
         """Landed payloads of one request (by fingerprint), oldest fetch first."""
         folder = self.folder(function, symbol, interval, month)
+        files = self._files()
         out = []
-        for path in sorted(folder.glob(f"*_{fingerprint}_*.*")) if folder.is_dir() else []:
-            if path.name.endswith(".part"):
+        for name in files.list(folder):
+            stamp, _, rest = name.partition("_")
+            if not rest.startswith(f"{fingerprint}_"):
                 continue
-            stamp = path.name.split("_", 1)[0]
-            raw = path.read_bytes()
+            raw = files.get(f"{folder}/{name}")
             payload = Payload(
                 raw=raw,
-                origin=str(path),
+                origin=files.uri(f"{folder}/{name}"),
                 source="alphavantage",
                 fetched_at=datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC),
                 request_fingerprint=fingerprint,
                 month=month,
             )
-            if path.suffix == ".csv":
-                parsed = parse_csv_payload(raw, str(path), symbol=symbol, function=function, interval=interval)
+            if name.endswith(".csv"):
+                parsed = parse_csv_payload(raw, payload.origin, symbol=symbol, function=function, interval=interval)
             else:
-                parsed = parse_payload(raw, str(path), expected_symbol=symbol)
+                parsed = parse_payload(raw, payload.origin, expected_symbol=symbol)
             out.append((payload, parsed))
         return out

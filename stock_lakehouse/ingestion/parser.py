@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -56,6 +57,10 @@ class ParsedPayload:
     bars: pd.DataFrame  # columns BRONZE_BAR_COLUMNS
 
 
+# A timestamp-like object key (`"2024-03-12 19:59:00":`), to count labels in a raw body.
+_LABEL_KEY = re.compile(rb'"\d{4}-\d{2}-\d{2}(?: \d{2}:\d{2}(?::\d{2})?)?"\s*:')
+
+
 class _Pairs(list):
     """JSON object kept as its (key, value) pairs, so duplicate keys survive."""
 
@@ -99,12 +104,11 @@ def parse_payload(raw: bytes, origin: str, *, expected_symbol: str | None = None
         ApiMessageError / EmptyPayloadError: the API answered a message instead of data.
     """
     try:
-        doc = json.loads(raw, object_pairs_hook=_Pairs)
+        top = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedPayloadError(f"{origin}: not valid JSON ({exc.msg}): {excerpt(raw)}") from None
-    if not isinstance(doc, _Pairs):
+    if not isinstance(top, dict):
         raise MalformedPayloadError(f"{origin}: expected a JSON object, got: {excerpt(raw)}")
-    top = doc.as_dict()
     series_key = next((k for k in top if k.startswith("Time Series")), None)
     if "Meta Data" not in top or series_key is None:
         if not top or {"Error Message", "Information", "Note"} & set(top):
@@ -112,7 +116,7 @@ def parse_payload(raw: bytes, origin: str, *, expected_symbol: str | None = None
         raise MalformedPayloadError(
             f"{origin}: no 'Meta Data' and 'Time Series (...)' objects; keys are {sorted(top)[:6]}"
         )
-    meta = top["Meta Data"].as_dict() if isinstance(top["Meta Data"], _Pairs) else {}
+    meta = top["Meta Data"] if isinstance(top["Meta Data"], dict) else {}
     function = next(fn for prefix, fn in _SERIES_FUNCTIONS if series_key.startswith(prefix))
     symbol = _symbol_of(meta, function) or expected_symbol
     if not symbol:
@@ -123,29 +127,60 @@ def parse_payload(raw: bytes, origin: str, *, expected_symbol: str | None = None
         interval = series_key[series_key.rfind("(") + 1 : -1]
     time_zone = _meta_value(meta, "Time Zone") or "US/Eastern"
     last_refreshed = _meta_value(meta, "Last Refreshed") or ""
-
-    series = top[series_key]
-    if not isinstance(series, _Pairs):
+    if not isinstance(top[series_key], dict):
         raise MalformedPayloadError(f"{origin}: '{series_key}' is not an object")
-    rows: dict[str, list] = {c: [] for c in BRONZE_BAR_COLUMNS}
-    for seq, (label, bar) in enumerate(series):
-        if not isinstance(bar, _Pairs):
+    return ParsedPayload(
+        function,
+        symbol,
+        interval,
+        time_zone,
+        last_refreshed,
+        _bars_frame(raw, series_key, top[series_key], symbol, origin),
+    )
+
+
+def _series_pairs(raw: bytes, series_key: str, series: dict) -> list[tuple[str, object]]:
+    """The series as (label, bar) pairs in payload order, repeated labels included.
+
+    ``json.loads`` keeps only the last of repeated keys; counting label-like keys in the raw text tells
+    whether any were repeated, and only then is the body re-read pair by pair (slow, exact).
+    """
+    if len(_LABEL_KEY.findall(raw)) <= len(series):
+        return list(series.items())
+    top = json.loads(raw, object_pairs_hook=_Pairs)
+    return [(label, bar.as_dict() if isinstance(bar, _Pairs) else bar) for label, bar in top.get(series_key)]
+
+
+def _bars_frame(raw: bytes, series_key: str, series: dict, symbol: str, origin: str) -> pd.DataFrame:
+    pairs = _series_pairs(raw, series_key, series)
+    labels = [label for label, _ in pairs]
+    bars = [bar for _, bar in pairs]
+    for label, bar in pairs:
+        if not isinstance(bar, dict):
             raise MalformedPayloadError(f"{origin}: bar {label!r} of {symbol} is not an object: {excerpt(str(bar))}")
-        try:
-            day = datetime.strptime(label[:10], "%Y-%m-%d").date()
-        except ValueError:
-            raise MalformedPayloadError(
-                f"{origin}: bar label {label!r} of {symbol} is not a 'YYYY-MM-DD[ HH:MM:SS]' timestamp"
-            ) from None
-        fields = bar.as_dict()
-        rows["symbol"].append(symbol)
-        rows["trade_date"].append(day)
-        rows["ts"].append(label if len(label) > 10 else f"{label} 00:00:00")
-        rows["bar_seq"].append(seq)
-        for api_name, col in BAR_FIELDS.items():
-            value = fields.get(api_name)
-            rows[col].append(None if value is None else str(value))
-    return ParsedPayload(function, symbol, interval, time_zone, last_refreshed, pd.DataFrame(rows))
+    label_s = pd.Series(labels, dtype=object)
+    days = pd.to_datetime(label_s.str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
+    bad = days.isna() | (label_s.str.len() < 10)
+    if bad.any():
+        label = labels[int(bad.to_numpy().argmax())]
+        raise MalformedPayloadError(
+            f"{origin}: bar label {label!r} of {symbol} is not a 'YYYY-MM-DD[ HH:MM:SS]' timestamp"
+        )
+    fields = (
+        pd.DataFrame.from_records(bars, columns=list(BAR_FIELDS)) if bars else pd.DataFrame(columns=list(BAR_FIELDS))
+    )
+    out = pd.DataFrame(
+        {
+            "symbol": symbol,
+            "trade_date": days.dt.date,
+            "ts": label_s.where(label_s.str.len() > 10, label_s + " 00:00:00"),
+            "bar_seq": range(len(labels)),
+        }
+    )
+    for api_name, col in BAR_FIELDS.items():
+        values = fields[api_name]
+        out[col] = values.where(values.isna(), values.astype(str)).astype(object).where(values.notna(), None)
+    return out[BRONZE_BAR_COLUMNS]
 
 
 def parse_csv_payload(raw: bytes, origin: str, *, symbol: str, function: str, interval: str) -> ParsedPayload:

@@ -69,7 +69,8 @@ class DeltaIOManager(dg.ConfigurableIOManager):
                 "delta_version": int(last["version"]),
                 "row_count": int(metrics.get("numOutputRows", 0)),
                 "partitions_written": len(parts),
-                "partition_predicate": predicate if len(predicate) < 2000 else predicate[:2000] + "...",
+                # Dagster copies output metadata onto every partition's materialization event: keep it small.
+                "partition_predicate": predicate if len(predicate) <= 300 else predicate[:300] + "...",
             }
         )
 

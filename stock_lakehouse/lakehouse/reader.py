@@ -11,6 +11,8 @@ import pandas as pd
 import pyarrow.dataset as pads
 from deltalake import DeltaTable
 
+from stock_lakehouse.lakehouse.object_store import S3Location, is_s3
+
 TABLES = {
     "bronze": "bronze/intraday_bars",
     "silver": "silver/stock_clean",
@@ -33,15 +35,23 @@ def read_table(
     start: date | None = None,
     end: date | None = None,
     version: int | None = None,
+    s3: S3Location | None = None,
 ) -> pd.DataFrame:
     """Rows of a table for symbols and a trade-date range, sorted; optionally as of a Delta version.
+
+    ``s3`` tells how to reach an ``s3a://`` lake (keys come from the environment).
 
     Raises:
         FileNotFoundError: no Delta table at that path.
     """
     path = table_path(lake_uri, table)
+    options = None
+    if is_s3(path):
+        # delta-rs speaks s3://; S3A's s3a:// names the same objects.
+        path = "s3://" + path.split("://", 1)[1]
+        options = (s3 or S3Location()).delta_rs_options()
     try:
-        dt = DeltaTable(path, version=version) if version is not None else DeltaTable(path)
+        dt = DeltaTable(path, version=version, storage_options=options)
     except Exception as exc:  # delta-rs raises TableNotFoundError for missing or non-Delta folders
         raise FileNotFoundError(f"no Delta table at {path} ({type(exc).__name__}: {str(exc)[:200]})") from None
     conds = []

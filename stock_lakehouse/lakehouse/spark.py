@@ -94,8 +94,8 @@ class SparkResource(dg.ConfigurableResource):
             "spark.hadoop.fs.s3a.path.style.access": str(self.s3_path_style).lower(),
             "spark.hadoop.fs.s3a.endpoint.region": self.s3_region,
             "spark.hadoop.fs.s3a.aws.credentials.provider": (
-                "com.amazonaws.auth.EnvironmentVariableCredentialsProvider,"
-                "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+                "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider,"
+                "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
             ),
         }
         if jars:
@@ -109,13 +109,31 @@ class SparkResource(dg.ConfigurableResource):
         conf.update(self.conf)
         return conf
 
+    def _apply_s3(self, session: SparkSession) -> None:
+        # Set on the live Hadoop configuration, not in the Spark conf: keys stay out of every config
+        # Dagster shows, and a session started before the settings changed (tests) still follows them.
+        hconf = session.sparkContext._jsc.hadoopConfiguration()
+        if self.s3_endpoint:
+            hconf.set("fs.s3a.endpoint", self.s3_endpoint)
+            hconf.set("fs.s3a.connection.ssl.enabled", str(self.s3_endpoint.startswith("https")).lower())
+        hconf.set("fs.s3a.path.style.access", str(self.s3_path_style).lower())
+        hconf.set("fs.s3a.endpoint.region", self.s3_region)
+        for env_name, key in (
+            ("AWS_ACCESS_KEY_ID", "fs.s3a.access.key"),
+            ("AWS_SECRET_ACCESS_KEY", "fs.s3a.secret.key"),
+        ):
+            if os.environ.get(env_name):
+                hconf.set(key, os.environ[env_name])
+
     def get_session(self) -> SparkSession:
         """The process's Spark session, started on first use."""
         global _sessions_started
         with _lock:
             if SparkContext._active_spark_context is not None:
-                return SparkSession.builder.getOrCreate()
-            session = spark_session_from_config(self.spark_conf())
-            session.sparkContext.setLogLevel("ERROR")
-            _sessions_started += 1
+                session = SparkSession.builder.getOrCreate()
+            else:
+                session = spark_session_from_config(self.spark_conf())
+                session.sparkContext.setLogLevel("ERROR")
+                _sessions_started += 1
+            self._apply_s3(session)
             return session

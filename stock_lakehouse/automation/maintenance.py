@@ -1,0 +1,51 @@
+"""The Delta maintenance job (one op per table, in that table's writer pool) and its weekly schedule."""
+
+import dagster as dg
+
+from stock_lakehouse.assets.keys import BI, BRONZE, GOLD, SILVER, writer_pool
+from stock_lakehouse.lakehouse.io_manager import table_exists, table_uri
+from stock_lakehouse.lakehouse.maintenance import MIN_RETAIN_HOURS, ZORDER_BY, maintain_table
+from stock_lakehouse.lakehouse.spark import SparkResource
+
+
+class MaintenanceConfig(dg.Config):
+    retain_hours: int = MIN_RETAIN_HOURS
+
+
+def _maintenance_op(key: dg.AssetKey, lake_uri: str) -> dg.OpDefinition:
+    folder = "/".join(key.path)
+
+    @dg.op(name=f"maintain_{'_'.join(key.path)}", pool=writer_pool(key), description=f"OPTIMIZE and VACUUM {folder}.")
+    def maintain(context: dg.OpExecutionContext, config: MaintenanceConfig, spark: SparkResource) -> None:
+        session = spark.get_session()
+        uri = table_uri(lake_uri, key)
+        if not table_exists(session, uri):
+            context.log.info(f"{uri} does not exist yet; nothing to maintain")
+            return
+        report = maintain_table(session, uri, ZORDER_BY.get(folder), config.retain_hours)
+        context.log.info(f"{folder}: {report}")
+        context.log_event(dg.AssetObservation(asset_key=key, metadata={"maintenance": dg.MetadataValue.json(report)}))
+
+    return maintain
+
+
+def build_maintenance(lake_uri: str) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
+    """The ``delta_maintenance`` job and a weekly schedule (Sunday 03:00 New York, markets closed)."""
+    ops = [_maintenance_op(key, lake_uri) for key in (BRONZE, SILVER, GOLD, BI)]
+
+    @dg.job(
+        name="delta_maintenance",
+        executor_def=dg.in_process_executor,
+        description="Compact, Z-order and vacuum every table.",
+    )
+    def delta_maintenance():
+        for op in ops:
+            op()
+
+    schedule = dg.ScheduleDefinition(
+        name="weekly_delta_maintenance",
+        job=delta_maintenance,
+        cron_schedule="0 3 * * 0",
+        execution_timezone="America/New_York",
+    )
+    return delta_maintenance, schedule

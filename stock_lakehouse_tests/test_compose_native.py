@@ -1,0 +1,119 @@
+"""The compose topology without Docker: MinIO, Postgres (Debian), ``dagster api grpc`` code server,
+webserver and daemon as processes, configured by the files compose mounts (``docker/dagster.yaml``,
+``docker/workspace.yaml`` with the service host replaced by loopback). A backfill is launched through the
+webserver's GraphQL, executed by the daemon through the queued run coordinator, and its tables are
+checked on MinIO."""
+
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from stock_lakehouse.backfill import launch_backfill, wait_backfill
+from stock_lakehouse.lakehouse.object_store import S3Location
+from stock_lakehouse.lakehouse.reader import read_table
+from stock_lakehouse.partitions import sync_symbols
+from stock_lakehouse_tests.conftest import REPO
+from stock_lakehouse_tests.services import free_port, postgres_server, wait_http
+
+pytestmark = pytest.mark.spark
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def test_compose_topology_runs_natively(minio, tmp_path):
+    with postgres_server(tmp_path / "pg") as pg_env:
+        home = tmp_path / "home"
+        home.mkdir()
+        (home / "dagster.yaml").write_text((REPO / "docker" / "dagster.yaml").read_text())
+        grpc_port, web_port = free_port(), free_port()
+        workspace = yaml.safe_load((REPO / "docker" / "workspace.yaml").read_text())
+        workspace["load_from"][0]["grpc_server"].update(host="127.0.0.1", port=grpc_port)
+        (tmp_path / "workspace.yaml").write_text(yaml.safe_dump(workspace))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STOCK_LAKEHOUSE_")}
+        env |= (
+            minio
+            | pg_env
+            | {
+                "DAGSTER_HOME": str(home),
+                "STOCK_LAKEHOUSE_CONFIG": str(REPO / "config" / "stock_lakehouse.yaml"),
+                "STOCK_LAKEHOUSE_LAKE_ROOT": "s3a://lake/compose",
+                "STOCK_LAKEHOUSE_SOURCE": "synthetic",
+                "STOCK_LAKEHOUSE_SYMBOLS": "CMP",
+            }
+        )
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)  # this process reads the same (Postgres) instance
+        procs = []
+        try:
+            sync_symbols(dg.DagsterInstance.get(), ["CMP"])
+            logs = tmp_path / "logs"
+            logs.mkdir()
+            for name, cmd in (
+                (
+                    "code",
+                    [
+                        _bin("dagster"),
+                        "api",
+                        "grpc",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(grpc_port),
+                        "-m",
+                        "stock_lakehouse.definitions",
+                    ],
+                ),
+                (
+                    "webserver",
+                    [
+                        _bin("dagster-webserver"),
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(web_port),
+                        "-w",
+                        str(tmp_path / "workspace.yaml"),
+                    ],
+                ),
+                ("daemon", [_bin("dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")]),
+            ):
+                procs.append(
+                    subprocess.Popen(
+                        cmd, cwd=REPO, env=env, stdout=open(logs / f"{name}.log", "w"), stderr=subprocess.STDOUT
+                    )
+                )  # noqa: SIM115
+            url = f"http://127.0.0.1:{web_port}"
+            wait_http(f"{url}/server_info", timeout=180, proc=procs[1])
+            backfill_id = launch_backfill(
+                f"{url}/graphql", ["CMP"], date(2024, 3, 4), date(2024, 3, 5), title="compose-native"
+            )
+            status = wait_backfill(f"{url}/graphql", backfill_id, timeout=900)
+            assert status["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), (
+                status,
+                (logs / "daemon.log").read_text()[-3000:],
+            )
+            gold = read_table("s3a://lake/compose", "gold", s3=S3Location(minio["STOCK_LAKEHOUSE_S3_ENDPOINT"]))
+            assert list(gold.trade_date.astype(str)) == ["2024-03-04", "2024-03-05"] and (gold.bar_count == 390).all()
+            runs = dg.DagsterInstance.get().get_runs()
+            assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS  # stored in Postgres
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v

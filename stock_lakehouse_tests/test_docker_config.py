@@ -1,0 +1,66 @@
+"""The compose deployment cannot run here (no Docker engine); its files are checked against each other
+and against the code: service names, ports, environment variables, copied paths."""
+
+import re
+
+import yaml
+
+from stock_lakehouse.settings import API_KEY_ENV, ENV_OVERRIDES
+from stock_lakehouse_tests.conftest import REPO
+
+DOCKER = REPO / "docker"
+
+
+def compose() -> dict:
+    return yaml.safe_load((DOCKER / "docker-compose.yml").read_text())
+
+
+def test_compose_has_the_topology():
+    services = compose()["services"]
+    assert {"minio", "postgres", "code", "webserver", "daemon", "create-bucket"} <= set(services)
+    assert services["code"]["command"][:3] == ["dagster", "api", "grpc"]
+    assert "stock_lakehouse.definitions" in services["code"]["command"]
+    assert services["webserver"]["command"][0] == "dagster-webserver"
+    assert services["daemon"]["command"][:2] == ["dagster-daemon", "run"]
+
+
+def test_workspace_points_at_the_code_service():
+    services = compose()["services"]
+    (entry,) = yaml.safe_load((DOCKER / "workspace.yaml").read_text())["load_from"]
+    grpc = entry["grpc_server"]
+    assert grpc["host"] in services
+    cmd = services[grpc["host"]]["command"]
+    assert cmd[cmd.index("-p") + 1] == str(grpc["port"])
+    for svc in ("webserver", "daemon"):
+        assert "/opt/dagster/workspace.yaml" in services[svc]["command"]
+    assert "COPY docker/workspace.yaml /opt/dagster/workspace.yaml" in (DOCKER / "Dockerfile").read_text()
+
+
+def test_every_env_name_used_is_provided():
+    services = compose()["services"]
+    instance_envs = set(re.findall(r"\{env: (\w+)\}", (DOCKER / "dagster.yaml").read_text()))
+    assert instance_envs
+    for svc in ("code", "webserver", "daemon"):
+        provided = set(services[svc]["environment"])
+        assert instance_envs <= provided, (svc, instance_envs - provided)
+        # Settings the code reads from the environment exist in the code.
+        for name in provided:
+            if name.startswith("STOCK_LAKEHOUSE_") and name != "STOCK_LAKEHOUSE_ALERT_WEBHOOK":
+                assert name in ENV_OVERRIDES, name
+        assert API_KEY_ENV in provided and "AWS_ACCESS_KEY_ID" in provided
+    referenced = set(re.findall(r"\$\{(\w+)", (DOCKER / "docker-compose.yml").read_text()))
+    example = {
+        line.split("=", 1)[0]
+        for line in (DOCKER / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    assert referenced - {"MINIO_IMAGE"} <= example, referenced - example
+
+
+def test_dockerfile_copies_existing_paths_and_fetches_jars():
+    text = (DOCKER / "Dockerfile").read_text()
+    for src in re.findall(r"^COPY (\S+(?: \S+)*) \S+$", text, flags=re.M):
+        for path in src.split():
+            assert (REPO / path).exists(), path
+    assert "stock-lakehouse setup-jars" in text
+    assert "storage:\n  postgres:" in (DOCKER / "dagster.yaml").read_text()
