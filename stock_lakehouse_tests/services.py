@@ -295,10 +295,8 @@ def spark_standalone(workers: int = 2, log_dir: Path | None = None) -> Iterator[
         yield master_url
     finally:
         for p in procs:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         for p in procs:
             try:
                 p.wait(timeout=20)

@@ -85,11 +85,8 @@ def test_compose_topology_runs_natively(minio, tmp_path):
                 ),
                 ("daemon", [_bin("dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")]),
             ):
-                procs.append(
-                    subprocess.Popen(
-                        cmd, cwd=REPO, env=env, stdout=open(logs / f"{name}.log", "w"), stderr=subprocess.STDOUT
-                    )
-                )  # noqa: SIM115
+                log = open(logs / f"{name}.log", "w")  # noqa: SIM115 - lives as long as the process
+                procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
             url = f"http://127.0.0.1:{web_port}"
             wait_http(f"{url}/server_info", timeout=180, proc=procs[1])
             backfill_id = launch_backfill(
