@@ -41,21 +41,32 @@ class DeltaIOManager(dg.ConfigurableIOManager):
     def _partitions(self, context: dg.OutputContext | dg.InputContext) -> list[BarPartition]:
         return parse_keys(context.asset_partition_keys)
 
+    @staticmethod
+    def _write(spark: SparkSession, df: DataFrame, uri: str, predicate: str) -> None:
+        writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
+        if not table_exists(spark, uri):
+            # The first write creates the table with its partitioning; later writes must match it.
+            writer = writer.partitionBy(*PARTITION_COLUMNS)
+        writer.save(uri)
+
     def handle_output(self, context: dg.OutputContext, obj: DataFrame | None) -> None:
         if obj is None:
             return
         uri = table_uri(self.root_uri, context.asset_key)
         parts = self._partitions(context)
         spark = self.spark.get_session()
-        writer = obj.write.format("delta").mode("overwrite")
         predicate = partition_predicate(parts)
-        if table_exists(spark, uri):
-            writer = writer.option("replaceWhere", predicate)
-        else:
-            # First write creates the table with its partitioning; later writes must match it.
-            writer = writer.partitionBy(*PARTITION_COLUMNS).option("replaceWhere", predicate)
         try:
-            writer.save(uri)
+            try:
+                self._write(spark, obj, uri, predicate)
+            except Exception as exc:
+                # Two runs creating the same table at once: one commit wins, the other raises
+                # ProtocolChanged/MetadataChanged. The table exists now, so writing again is a plain
+                # partition overwrite.
+                if not any(m in str(exc) for m in ("DELTA_PROTOCOL_CHANGED", "DELTA_METADATA_CHANGED")):
+                    raise
+                context.log.warning(f"{uri} was created concurrently by another run; writing again")
+                self._write(spark, obj, uri, predicate)
         except Exception as exc:
             raise RuntimeError(
                 f"writing {len(parts)} partition(s) of {context.asset_key.to_user_string()} to {uri} failed; "
