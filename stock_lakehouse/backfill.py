@@ -53,7 +53,8 @@ def partition_keys(symbols: Sequence[str], start: date, end: date) -> list[str]:
 
 def _post(url: str, query: str, variables: dict, timeout: float = 120.0) -> dict:
     resp = httpx.post(url, json={"query": query, "variables": variables}, timeout=timeout)
-    resp.raise_for_status()
+    if resp.status_code != 200:
+        raise BackfillError(f"{url} answered HTTP {resp.status_code}: {resp.text[:500]}")
     body = resp.json()
     if body.get("errors"):
         raise BackfillError(f"GraphQL errors from {url}: {body['errors']}")

@@ -137,7 +137,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 symbols, settings.lake_uri, settings.interval, auto.freshness_max_lag_minutes, settings.calendar
             ),
             build_run_failure_sensor(),
-            build_check_failure_sensor(),
+            build_check_failure_sensor([key for c in checks for key in c.check_keys]),
             build_anomaly_sensor(settings.lake_uri, auto.anomaly_price_change_pct, auto.anomaly_volume_multiple, s3),
         ],
         resources=build_resources(settings),

@@ -305,7 +305,7 @@ def spark_standalone(workers: int = 2, log_dir: Path | None = None) -> Iterator[
 
 
 @contextlib.contextmanager
-def postgres_server(data_dir: Path) -> Iterator[dict[str, str]]:
+def postgres_server() -> Iterator[dict[str, str]]:
     """A real PostgreSQL (Debian's package) on loopback, run as the ``postgres`` user; yields the
     ``DAGSTER_POSTGRES_*`` environment of ``docker/dagster.yaml``."""
     import glob
@@ -315,7 +315,10 @@ def postgres_server(data_dir: Path) -> Iterator[dict[str, str]]:
     if not bins:
         raise RuntimeError("PostgreSQL is not installed (Debian: apt-get install postgresql)")
     pg = Path(bins[-1])
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # The postgres user must reach the folder: pytest's tmp dirs sit under a root-only parent.
+    import tempfile
+
+    data_dir = Path(tempfile.mkdtemp(prefix="stock_lakehouse_pg_"))
     subprocess.run(["chown", "-R", "postgres:postgres", str(data_dir)], check=True)
     as_pg = ["runuser", "-u", "postgres", "--"]
     password = secrets.token_hex(12)

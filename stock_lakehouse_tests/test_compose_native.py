@@ -7,6 +7,7 @@ checked on MinIO."""
 import os
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def _bin(name: str) -> str:
 
 
 def test_compose_topology_runs_natively(minio, tmp_path):
-    with postgres_server(tmp_path / "pg") as pg_env:
+    with postgres_server() as pg_env:
         home = tmp_path / "home"
         home.mkdir()
         (home / "dagster.yaml").write_text((REPO / "docker" / "dagster.yaml").read_text())
@@ -56,37 +57,45 @@ def test_compose_topology_runs_natively(minio, tmp_path):
             sync_symbols(dg.DagsterInstance.get(), ["CMP"])
             logs = tmp_path / "logs"
             logs.mkdir()
-            for name, cmd in (
-                (
-                    "code",
-                    [
-                        _bin("dagster"),
-                        "api",
-                        "grpc",
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        str(grpc_port),
-                        "-m",
-                        "stock_lakehouse.definitions",
-                    ],
-                ),
-                (
-                    "webserver",
-                    [
-                        _bin("dagster-webserver"),
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        str(web_port),
-                        "-w",
-                        str(tmp_path / "workspace.yaml"),
-                    ],
-                ),
-                ("daemon", [_bin("dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")]),
-            ):
+
+            def start(name: str, cmd: list[str]) -> subprocess.Popen:
                 log = open(logs / f"{name}.log", "w")  # noqa: SIM115 - lives as long as the process
                 procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
+                return procs[-1]
+
+            code = start(
+                "code",
+                [
+                    _bin("dagster"),
+                    "api",
+                    "grpc",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(grpc_port),
+                    "-m",
+                    "stock_lakehouse.definitions",
+                ],
+            )
+            # Like compose's depends_on: the webserver and daemon start once the code server answers.
+            health = [_bin("dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", str(grpc_port)]
+            deadline = time.monotonic() + 180
+            while subprocess.run(health, env=env, capture_output=True).returncode != 0:
+                assert code.poll() is None and time.monotonic() < deadline, (logs / "code.log").read_text()[-3000:]
+                time.sleep(1)
+            start(
+                "webserver",
+                [
+                    _bin("dagster-webserver"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(web_port),
+                    "-w",
+                    str(tmp_path / "workspace.yaml"),
+                ],
+            )
+            start("daemon", [_bin("dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")])
             url = f"http://127.0.0.1:{web_port}"
             wait_http(f"{url}/server_info", timeout=180, proc=procs[1])
             backfill_id = launch_backfill(

