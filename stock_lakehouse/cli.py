@@ -74,7 +74,7 @@ def run_materialize(
     """Materialize all layers for symbols x weekdays in [start, end]; returns (ok, summary, error)."""
     import dagster as dg
 
-    from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, contiguous_groups, sync_symbols
+    from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, contiguous_groups, rectangle_selection, sync_symbols
     from stock_lakehouse.wiring import LAKEHOUSE_JOB, build_definitions
 
     settings = load_settings(overrides=overrides)
@@ -95,22 +95,14 @@ def run_materialize(
     summary = Summary()
     ordered = instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME)
     for group in contiguous_groups(symbols, ordered):
-        first = dg.MultiPartitionKey({"symbol": group[0], "date": days[0].isoformat()})
-        last = dg.MultiPartitionKey({"symbol": group[-1], "date": days[-1].isoformat()})
+        partition_key, range_tags = rectangle_selection(group, days[0].isoformat(), days[-1].isoformat())
         kwargs: dict[str, object] = {
             "instance": instance,
             "raise_on_error": False,
-            "tags": {"stock_lakehouse/cli": "materialize"},
+            "partition_key": partition_key,
+            "tags": {"stock_lakehouse/cli": "materialize", **range_tags},
             "run_config": {"loggers": {"console": {"config": {"log_level": log_level}}}},
         }
-        if first == last:
-            kwargs["partition_key"] = first
-        else:
-            kwargs["tags"] = {
-                **kwargs["tags"],
-                "dagster/asset_partition_range_start": first,
-                "dagster/asset_partition_range_end": last,
-            }
         result = job.execute_in_process(**kwargs)
         summary.runs.append(result.run_id)
         for event in result.all_events:

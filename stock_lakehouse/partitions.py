@@ -124,3 +124,19 @@ def contiguous_groups(selected: Sequence[str], ordered: Sequence[str]) -> list[l
         else:
             groups.append([sym])
     return groups
+
+
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def rectangle_selection(
+    symbols: Sequence[str], first_day: str, last_day: str
+) -> tuple[dg.MultiPartitionKey | None, dict[str, str]]:
+    """How to ask Dagster for one run over ``symbols`` (neighbours in the dimension's order) x
+    [first_day, last_day]: a single partition key, or range tags (key None)."""
+    first = dg.MultiPartitionKey({"symbol": symbols[0], "date": first_day})
+    last = dg.MultiPartitionKey({"symbol": symbols[-1], "date": last_day})
+    if first == last:
+        return first, {}
+    return None, {RANGE_START_TAG: str(first), RANGE_END_TAG: str(last)}

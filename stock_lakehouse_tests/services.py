@@ -36,36 +36,38 @@ def wait_http(url: str, timeout: float = 120.0, proc: subprocess.Popen | None = 
     raise TimeoutError(f"{url} not up after {timeout}s")
 
 
+def bin_path(name: str) -> str:
+    """A console script of this virtualenv."""
+    return str(Path(sys.executable).with_name(name))
+
+
+@contextlib.contextmanager
+def logged_process(cmd: list[str], log_path: Path, env: dict[str, str], cwd: Path = REPO) -> Iterator[subprocess.Popen]:
+    """Run ``cmd`` in its own process group with output to ``log_path``; stop the whole group after."""
+    import signal
+
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield proc
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
 @contextlib.contextmanager
 def dagster_webserver(dagster_home: Path, env: dict[str, str] | None = None) -> Iterator[str]:
     """A real ``dagster-webserver`` on the project's workspace; yields its GraphQL URL."""
     port = free_port()
-    log = open(dagster_home / "webserver.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("dagster-webserver")),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-w",
-            str(REPO / "workspace.yaml"),
-        ],
-        cwd=REPO,
-        env={**os.environ, **(env or {}), "DAGSTER_HOME": str(dagster_home)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    cmd = [bin_path("dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")]
+    full_env = {**os.environ, **(env or {}), "DAGSTER_HOME": str(dagster_home)}
+    with logged_process(cmd, dagster_home / "webserver.log", full_env) as proc:
         wait_http(f"http://127.0.0.1:{port}/server_info", proc=proc)
         yield f"http://127.0.0.1:{port}/graphql"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def graphql(url: str, query: str, variables: dict | None = None) -> dict:
@@ -122,37 +124,12 @@ class WebhookReceiver:
 @contextlib.contextmanager
 def dagster_dev(dagster_home: Path, env: dict[str, str]) -> Iterator[str]:
     """``dagster dev`` (webserver + daemon + code server) on loopback; yields the base URL."""
-    import signal
-
     port = free_port()
-    log = open(dagster_home / "dagster_dev.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("dagster")),
-            "dev",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-w",
-            str(REPO / "workspace.yaml"),
-        ],
-        cwd=REPO,
-        env={**os.environ, **env, "DAGSTER_HOME": str(dagster_home)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    cmd = [bin_path("dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")]
+    full_env = {**os.environ, **env, "DAGSTER_HOME": str(dagster_home)}
+    with logged_process(cmd, dagster_home / "dagster_dev.log", full_env) as proc:
         wait_http(f"http://127.0.0.1:{port}/server_info", timeout=180, proc=proc)
         yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 @contextlib.contextmanager
@@ -215,15 +192,22 @@ def minio_server(data_dir: Path, bucket: str = "lake") -> Iterator[dict[str, str
         subprocess.run(["bash", str(REPO / "scripts" / "minio.sh"), "stop", str(data_dir)], check=False)
 
 
+def _wait_for_log(path: Path, text: str, count: int = 1, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().count(text) >= count:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"{path.name} never showed {text!r} x{count}")
+
+
 @contextlib.contextmanager
 def spark_standalone(workers: int = 2, log_dir: Path | None = None) -> Iterator[str]:
     """A standalone Spark master and ``workers`` workers on loopback (pyspark's ``spark-class``)."""
-    import signal
-
     import pyspark
 
     spark_home = Path(pyspark.__file__).parent
-    spark_class = spark_home / "bin" / "spark-class"
+    spark_class = str(spark_home / "bin" / "spark-class")
     env = {
         **os.environ,
         "SPARK_HOME": str(spark_home),
@@ -234,74 +218,29 @@ def spark_standalone(workers: int = 2, log_dir: Path | None = None) -> Iterator[
     port = free_port()
     master_url = f"spark://127.0.0.1:{port}"
     logs = log_dir or Path(os.environ.get("TMPDIR", "/tmp"))
-    procs = []
-
-    def start(args: list[str], name: str) -> subprocess.Popen:
-        log = open(logs / f"{name}.log", "w")  # noqa: SIM115 - lives as long as the process
-        return subprocess.Popen(
-            [str(spark_class), *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    try:
-        procs.append(
-            start(
-                [
-                    "org.apache.spark.deploy.master.Master",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--webui-port",
-                    str(free_port()),
-                ],
-                "spark-master",
-            )
-        )
-        web = None
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            text = (logs / "spark-master.log").read_text()
-            if "I have been elected leader" in text:
-                web = True
-                break
-            time.sleep(0.5)
-        if not web:
-            raise RuntimeError("Spark master did not start")
+    master_log = logs / "spark-master.log"
+    loopback = ["--host", "127.0.0.1", "--webui-port", str(free_port())]
+    with contextlib.ExitStack() as stack:
+        master = [spark_class, "org.apache.spark.deploy.master.Master", "--port", str(port), *loopback]
+        stack.enter_context(logged_process(master, master_log, env))
+        _wait_for_log(master_log, "I have been elected leader")
         for i in range(workers):
-            procs.append(
-                start(
-                    [
-                        "org.apache.spark.deploy.worker.Worker",
-                        master_url,
-                        "--host",
-                        "127.0.0.1",
-                        "--cores",
-                        "1",
-                        "--memory",
-                        "1g",
-                        "--webui-port",
-                        str(free_port()),
-                    ],
-                    f"spark-worker-{i}",
-                )
-            )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if (logs / "spark-master.log").read_text().count("Registering worker") >= workers:
-                break
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("Spark workers did not register")
+            worker = [
+                spark_class,
+                "org.apache.spark.deploy.worker.Worker",
+                master_url,
+                "--cores",
+                "1",
+                "--memory",
+                "1g",
+                "--host",
+                "127.0.0.1",
+                "--webui-port",
+                str(free_port()),
+            ]
+            stack.enter_context(logged_process(worker, logs / f"spark-worker-{i}.log", env))
+        _wait_for_log(master_log, "Registering worker", count=workers)
         yield master_url
-    finally:
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager

@@ -4,12 +4,11 @@ webserver and daemon as processes, configured by the files compose mounts (``doc
 webserver's GraphQL, executed by the daemon through the queued run coordinator, and its tables are
 checked on MinIO."""
 
+import contextlib
 import os
 import subprocess
-import sys
 import time
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -20,13 +19,9 @@ from stock_lakehouse.lakehouse.object_store import S3Location
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.partitions import sync_symbols
 from stock_lakehouse_tests.conftest import REPO
-from stock_lakehouse_tests.services import free_port, postgres_server, wait_http
+from stock_lakehouse_tests.services import bin_path, free_port, logged_process, postgres_server, wait_http
 
 pytestmark = pytest.mark.spark
-
-
-def _bin(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
 
 
 def test_compose_topology_runs_natively(minio, tmp_path):
@@ -52,72 +47,49 @@ def test_compose_topology_runs_natively(minio, tmp_path):
         )
         old = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # this process reads the same (Postgres) instance
-        procs = []
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        ws = str(tmp_path / "workspace.yaml")
         try:
-            sync_symbols(dg.DagsterInstance.get(), ["CMP"])
-            logs = tmp_path / "logs"
-            logs.mkdir()
-
-            def start(name: str, cmd: list[str]) -> subprocess.Popen:
-                log = open(logs / f"{name}.log", "w")  # noqa: SIM115 - lives as long as the process
-                procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
-                return procs[-1]
-
-            code = start(
-                "code",
-                [
-                    _bin("dagster"),
-                    "api",
-                    "grpc",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(grpc_port),
-                    "-m",
-                    "stock_lakehouse.definitions",
-                ],
-            )
-            # Like compose's depends_on: the webserver and daemon start once the code server answers.
-            health = [_bin("dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", str(grpc_port)]
-            deadline = time.monotonic() + 180
-            while subprocess.run(health, env=env, capture_output=True).returncode != 0:
-                assert code.poll() is None and time.monotonic() < deadline, (logs / "code.log").read_text()[-3000:]
-                time.sleep(1)
-            start(
-                "webserver",
-                [
-                    _bin("dagster-webserver"),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(web_port),
-                    "-w",
-                    str(tmp_path / "workspace.yaml"),
-                ],
-            )
-            start("daemon", [_bin("dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")])
-            url = f"http://127.0.0.1:{web_port}"
-            wait_http(f"{url}/server_info", timeout=180, proc=procs[1])
-            backfill_id = launch_backfill(
-                f"{url}/graphql", ["CMP"], date(2024, 3, 4), date(2024, 3, 5), title="compose-native"
-            )
-            status = wait_backfill(f"{url}/graphql", backfill_id, timeout=900)
-            assert status["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), (
-                status,
-                (logs / "daemon.log").read_text()[-3000:],
-            )
-            gold = read_table("s3a://lake/compose", "gold", s3=S3Location(minio["STOCK_LAKEHOUSE_S3_ENDPOINT"]))
-            assert list(gold.trade_date.astype(str)) == ["2024-03-04", "2024-03-05"] and (gold.bar_count == 390).all()
-            runs = dg.DagsterInstance.get().get_runs()
-            assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS  # stored in Postgres
+            with contextlib.ExitStack() as stack:
+                sync_symbols(dg.DagsterInstance.get(), ["CMP"])
+                grpc = ["-h", "127.0.0.1", "-p", str(grpc_port)]
+                code = stack.enter_context(
+                    logged_process(
+                        [bin_path("dagster"), "api", "grpc", *grpc, "-m", "stock_lakehouse.definitions"],
+                        logs / "code.log",
+                        env,
+                    )
+                )
+                # Like compose's depends_on: the webserver and daemon start once the code server answers.
+                deadline = time.monotonic() + 180
+                while subprocess.run(
+                    [bin_path("dagster"), "api", "grpc-health-check", *grpc], env=env, capture_output=True
+                ).returncode:
+                    assert code.poll() is None and time.monotonic() < deadline, (logs / "code.log").read_text()[-3000:]
+                    time.sleep(1)
+                web_cmd = [bin_path("dagster-webserver"), "-h", "127.0.0.1", "-p", str(web_port), "-w", ws]
+                web = stack.enter_context(logged_process(web_cmd, logs / "webserver.log", env))
+                stack.enter_context(
+                    logged_process([bin_path("dagster-daemon"), "run", "-w", ws], logs / "daemon.log", env)
+                )
+                url = f"http://127.0.0.1:{web_port}"
+                wait_http(f"{url}/server_info", timeout=180, proc=web)
+                backfill_id = launch_backfill(
+                    f"{url}/graphql", ["CMP"], date(2024, 3, 4), date(2024, 3, 5), title="compose-native"
+                )
+                status = wait_backfill(f"{url}/graphql", backfill_id, timeout=900)
+                assert status["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), (
+                    status,
+                    (logs / "daemon.log").read_text()[-3000:],
+                )
+                gold = read_table("s3a://lake/compose", "gold", s3=S3Location(minio["STOCK_LAKEHOUSE_S3_ENDPOINT"]))
+                assert (
+                    list(gold.trade_date.astype(str)) == ["2024-03-04", "2024-03-05"] and (gold.bar_count == 390).all()
+                )
+                runs = dg.DagsterInstance.get().get_runs()
+                assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS  # stored in Postgres
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
             for k, v in old.items():
                 if v is None:
                     os.environ.pop(k, None)

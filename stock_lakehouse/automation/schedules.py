@@ -12,10 +12,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from stock_lakehouse.market_calendar import EXCHANGE_TZ, session_bounds
-from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, contiguous_groups
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
+from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, contiguous_groups, rectangle_selection
 
 
 def todays_run_requests(
@@ -27,14 +24,9 @@ def todays_run_requests(
     wanted = [s for s in symbols if s in known]
     requests = []
     for i, group in enumerate(contiguous_groups(wanted, known)):
-        first = dg.MultiPartitionKey({"symbol": group[0], "date": day})
-        last = dg.MultiPartitionKey({"symbol": group[-1], "date": day})
-        tags = {"stock_lakehouse/refresh": kind}
-        if first == last:
-            requests.append(dg.RunRequest(run_key=f"{kind}-{when:%Y%m%dT%H%M}-{i}", partition_key=first, tags=tags))
-        else:
-            tags |= {RANGE_START: str(first), RANGE_END: str(last)}
-            requests.append(dg.RunRequest(run_key=f"{kind}-{when:%Y%m%dT%H%M}-{i}", tags=tags))
+        partition_key, range_tags = rectangle_selection(group, day, day)
+        tags = {"stock_lakehouse/refresh": kind, **range_tags}
+        requests.append(dg.RunRequest(run_key=f"{kind}-{when:%Y%m%dT%H%M}-{i}", partition_key=partition_key, tags=tags))
     return requests
 
 
