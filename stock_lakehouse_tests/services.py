@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import httpx
 
@@ -176,19 +177,13 @@ def minio_server(data_dir: Path, bucket: str = "lake") -> Iterator[dict[str, str
         if line.startswith("export "):
             name, _, value = line[len("export ") :].partition("=")
             env[name] = value
-    try:
-        from stock_lakehouse.lakehouse.object_store import S3Location
+    from stock_lakehouse.lakehouse.object_store import S3Location
 
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        S3Location(env["STOCK_LAKEHOUSE_S3_ENDPOINT"]).boto3_client().create_bucket(Bucket=bucket)
-        yield env
+    try:
+        with mock.patch.dict(os.environ, env):
+            S3Location(env["STOCK_LAKEHOUSE_S3_ENDPOINT"]).boto3_client().create_bucket(Bucket=bucket)
+            yield env
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         subprocess.run(["bash", str(REPO / "scripts" / "minio.sh"), "stop", str(data_dir)], check=False)
 
 

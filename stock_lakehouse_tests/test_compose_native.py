@@ -9,6 +9,7 @@ import os
 import subprocess
 import time
 from datetime import date
+from unittest import mock
 
 import dagster as dg
 import pytest
@@ -45,53 +46,41 @@ def test_compose_topology_runs_natively(minio, tmp_path):
                 "STOCK_LAKEHOUSE_SYMBOLS": "CMP",
             }
         )
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)  # this process reads the same (Postgres) instance
         logs = tmp_path / "logs"
         logs.mkdir()
         ws = str(tmp_path / "workspace.yaml")
-        try:
-            with contextlib.ExitStack() as stack:
-                sync_symbols(dg.DagsterInstance.get(), ["CMP"])
-                grpc = ["-h", "127.0.0.1", "-p", str(grpc_port)]
-                code = stack.enter_context(
-                    logged_process(
-                        [bin_path("dagster"), "api", "grpc", *grpc, "-m", "stock_lakehouse.definitions"],
-                        logs / "code.log",
-                        env,
-                    )
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(mock.patch.dict(os.environ, env))  # this process reads the same (Postgres) instance
+            sync_symbols(dg.DagsterInstance.get(), ["CMP"])
+            grpc = ["-h", "127.0.0.1", "-p", str(grpc_port)]
+            code = stack.enter_context(
+                logged_process(
+                    [bin_path("dagster"), "api", "grpc", *grpc, "-m", "stock_lakehouse.definitions"],
+                    logs / "code.log",
+                    env,
                 )
-                # Like compose's depends_on: the webserver and daemon start once the code server answers.
-                deadline = time.monotonic() + 180
-                while subprocess.run(
-                    [bin_path("dagster"), "api", "grpc-health-check", *grpc], env=env, capture_output=True
-                ).returncode:
-                    assert code.poll() is None and time.monotonic() < deadline, (logs / "code.log").read_text()[-3000:]
-                    time.sleep(1)
-                web_cmd = [bin_path("dagster-webserver"), "-h", "127.0.0.1", "-p", str(web_port), "-w", ws]
-                web = stack.enter_context(logged_process(web_cmd, logs / "webserver.log", env))
-                stack.enter_context(
-                    logged_process([bin_path("dagster-daemon"), "run", "-w", ws], logs / "daemon.log", env)
-                )
-                url = f"http://127.0.0.1:{web_port}"
-                wait_http(f"{url}/server_info", timeout=180, proc=web)
-                backfill_id = launch_backfill(
-                    f"{url}/graphql", ["CMP"], date(2024, 3, 4), date(2024, 3, 5), title="compose-native"
-                )
-                status = wait_backfill(f"{url}/graphql", backfill_id, timeout=900)
-                assert status["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), (
-                    status,
-                    (logs / "daemon.log").read_text()[-3000:],
-                )
-                gold = read_table("s3a://lake/compose", "gold", s3=S3Location(minio["STOCK_LAKEHOUSE_S3_ENDPOINT"]))
-                assert (
-                    list(gold.trade_date.astype(str)) == ["2024-03-04", "2024-03-05"] and (gold.bar_count == 390).all()
-                )
-                runs = dg.DagsterInstance.get().get_runs()
-                assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS  # stored in Postgres
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+            )
+            # Like compose's depends_on: the webserver and daemon start once the code server answers.
+            deadline = time.monotonic() + 180
+            while subprocess.run(
+                [bin_path("dagster"), "api", "grpc-health-check", *grpc], env=env, capture_output=True
+            ).returncode:
+                assert code.poll() is None and time.monotonic() < deadline, (logs / "code.log").read_text()[-3000:]
+                time.sleep(1)
+            web_cmd = [bin_path("dagster-webserver"), "-h", "127.0.0.1", "-p", str(web_port), "-w", ws]
+            web = stack.enter_context(logged_process(web_cmd, logs / "webserver.log", env))
+            stack.enter_context(logged_process([bin_path("dagster-daemon"), "run", "-w", ws], logs / "daemon.log", env))
+            url = f"http://127.0.0.1:{web_port}"
+            wait_http(f"{url}/server_info", timeout=180, proc=web)
+            backfill_id = launch_backfill(
+                f"{url}/graphql", ["CMP"], date(2024, 3, 4), date(2024, 3, 5), title="compose-native"
+            )
+            status = wait_backfill(f"{url}/graphql", backfill_id, timeout=900)
+            assert status["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), (
+                status,
+                (logs / "daemon.log").read_text()[-3000:],
+            )
+            gold = read_table("s3a://lake/compose", "gold", s3=S3Location(minio["STOCK_LAKEHOUSE_S3_ENDPOINT"]))
+            assert list(gold.trade_date.astype(str)) == ["2024-03-04", "2024-03-05"] and (gold.bar_count == 390).all()
+            runs = dg.DagsterInstance.get().get_runs()
+            assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS  # stored in Postgres

@@ -17,7 +17,7 @@ from stock_lakehouse.partitions import dates_by_symbol, parse_keys
 
 
 def collect_bronze_rows(
-    fetched, wanted: dict[str, list], interval: str, landing: LandingZone, ingested_at: datetime
+    fetched, wanted: dict[str, list], landing: LandingZone, ingested_at: datetime
 ) -> tuple[pd.DataFrame, int]:
     """Bars of the wanted (symbol, dates) from fetched payloads, each payload landed first."""
     frames = []
@@ -71,7 +71,7 @@ def build_bronze_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asset
         parts = parse_keys(context.partition_keys)
         wanted = dates_by_symbol(parts)
         pdf, payloads = collect_bronze_rows(
-            bar_source.fetch(wanted, ingestion.interval), wanted, ingestion.interval, landing, datetime.now(UTC)
+            bar_source.fetch(wanted, ingestion.interval), wanted, landing, datetime.now(UTC)
         )
         counts = pdf.groupby(["symbol", "trade_date"]).size().to_dict() if len(pdf) else {}
         closed = [p for p in parts if not ingestion.is_trading_day(p.symbol, p.trade_date)]
