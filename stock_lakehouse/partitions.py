@@ -15,6 +15,8 @@ from datetime import date
 
 import dagster as dg
 
+from stock_lakehouse.symbols import validate_symbol
+
 SYMBOLS_PARTITIONS_NAME = "stock_symbols"
 
 
@@ -39,7 +41,12 @@ def bars_partitions(start: str) -> dg.MultiPartitionsDefinition:
 
 
 def sync_symbols(instance: dg.DagsterInstance, symbols: Sequence[str]) -> list[str]:
-    """Add configured symbols missing from the instance's dynamic dimension; returns those added."""
+    """Add configured symbols missing from the instance's dynamic dimension; returns those added.
+
+    Callers pass validated symbols (settings and the CLI validate them); they are checked again here so
+    nothing invalid is ever added to the instance.
+    """
+    symbols = [validate_symbol(s, "the symbols to add to the instance") for s in symbols]
     existing = set(instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME))
     missing = [s for s in symbols if s not in existing]
     if missing:
@@ -60,7 +67,14 @@ class BarPartition:
 
 
 def parse_keys(keys: Iterable[str]) -> list[BarPartition]:
-    """Sorted partitions from multi-partition keys (``MultiPartitionKey`` or ``date|symbol`` strings)."""
+    """Sorted partitions from multi-partition keys (``MultiPartitionKey`` or ``date|symbol`` strings).
+
+    Partition keys can come from the UI (a symbol added by hand), so each symbol is validated here,
+    before it reaches a predicate or a path.
+
+    Raises:
+        ValueError: a key that is not ``YYYY-MM-DD|SYMBOL`` or whose symbol is invalid (the key is named).
+    """
     out = set()
     for key in keys:
         if isinstance(key, dg.MultiPartitionKey):
@@ -71,7 +85,11 @@ def parse_keys(keys: Iterable[str]) -> list[BarPartition]:
                 day, sym = str(key).split("|")
             except ValueError:
                 raise ValueError(f"partition key {key!r} is not of the form 'YYYY-MM-DD|SYMBOL'") from None
-        out.add(BarPartition(sym, date.fromisoformat(day)))
+        try:
+            parsed_day = date.fromisoformat(day)
+        except ValueError:
+            raise ValueError(f"partition key {str(key)!r}: {day!r} is not a YYYY-MM-DD date") from None
+        out.add(BarPartition(validate_symbol(sym, f"partition key {str(key)[:60]!r}"), parsed_day))
     return sorted(out)
 
 
@@ -82,8 +100,14 @@ def dates_by_symbol(parts: Iterable[BarPartition]) -> dict[str, list[date]]:
     return {sym: sorted(days) for sym, days in sorted(grouped.items())}
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def _sql_symbol(value: str) -> str:
+    # Validated, so no quote, backslash or space can reach the predicate (Spark SQL escapes with
+    # backslashes and concatenates adjacent literals: quote-doubling is no escape there).
+    return "'" + validate_symbol(value, "a partition predicate") + "'"
+
+
+def _sql_date(value: date) -> str:
+    return f"DATE '{date(value.year, value.month, value.day).isoformat()}'"
 
 
 def partition_predicate(parts: Sequence[BarPartition], *, history: bool = False) -> str:
@@ -98,12 +122,12 @@ def partition_predicate(parts: Sequence[BarPartition], *, history: bool = False)
     clauses = []
     for sym, days in dates_by_symbol(parts).items():
         if history:
-            cond = f"trade_date <= DATE {_sql_str(days[-1].isoformat())}"
+            cond = f"trade_date <= {_sql_date(days[-1])}"
         elif len(days) == 1:
-            cond = f"trade_date = DATE {_sql_str(days[0].isoformat())}"
+            cond = f"trade_date = {_sql_date(days[0])}"
         else:
-            cond = "trade_date IN (" + ", ".join(f"DATE {_sql_str(d.isoformat())}" for d in days) + ")"
-        clauses.append(f"(symbol = {_sql_str(sym)} AND {cond})")
+            cond = "trade_date IN (" + ", ".join(_sql_date(d) for d in days) + ")"
+        clauses.append(f"(symbol = {_sql_symbol(sym)} AND {cond})")
     return " OR ".join(clauses)
 
 

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from stock_lakehouse.symbols import validate_symbols
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 SAMPLE_DATA_DIR = PACKAGE_DIR / "sample_data"
 DEFAULT_CONFIG_FILE = Path("config") / "stock_lakehouse.yaml"
@@ -158,18 +160,7 @@ class Settings(BaseModel):
     @field_validator("symbols")
     @classmethod
     def _clean_symbols(cls, value: list[str]) -> list[str]:
-        cleaned: list[str] = []
-        for raw in value:
-            sym = raw.strip().upper()
-            if not sym:
-                continue
-            # Dagster partition keys may not contain these characters.
-            bad = set(sym) & set("|[],' \"")
-            if bad:
-                raise ValueError(f"symbol {raw!r} contains forbidden characters {sorted(bad)}")
-            if sym not in cleaned:
-                cleaned.append(sym)
-        return cleaned
+        return validate_symbols([s for s in value if str(s).strip()], "setting 'symbols'")
 
     @field_validator("fx_pairs", "crypto")
     @classmethod

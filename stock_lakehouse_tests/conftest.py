@@ -12,7 +12,8 @@ import pytest
 from stock_lakehouse.settings import SAMPLE_DATA_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(os.environ.get("STOCK_LAKEHOUSE_FIXTURES", REPO.parent / "shared" / "fixtures")) / "alphavantage"
+#: Recorded responses shipped with the tests (see fixtures/README.md); nothing is read from outside the repository.
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "alphavantage"
 NVDA_SAMPLE = SAMPLE_DATA_DIR / "TIME_SERIES_INTRADAY_NVDA_1min_2024-03-01_to_2024-03-12.json"
 
 for _category in (dg.BetaWarning, dg.PreviewWarning):
@@ -43,7 +44,7 @@ def lake(tmp_path) -> Path:
 @pytest.fixture()
 def clean_env(monkeypatch):
     for name in list(os.environ):
-        if name.startswith("STOCK_LAKEHOUSE_") and name not in ("STOCK_LAKEHOUSE_IVY_DIR", "STOCK_LAKEHOUSE_FIXTURES"):
+        if name.startswith("STOCK_LAKEHOUSE_") and name != "STOCK_LAKEHOUSE_IVY_DIR":
             monkeypatch.delenv(name)
     monkeypatch.setenv("STOCK_LAKEHOUSE_CONFIG", str(REPO / "config" / "stock_lakehouse.yaml"))
 

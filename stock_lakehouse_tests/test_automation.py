@@ -11,7 +11,7 @@ import pytest
 from stock_lakehouse.automation.alerts import AlertSink
 from stock_lakehouse.automation.anomalies import find_anomalies
 from stock_lakehouse.automation.clock import Clock
-from stock_lakehouse.cli import run_materialize
+from stock_lakehouse.materialize import run_materialize
 from stock_lakehouse.partitions import sync_symbols
 from stock_lakehouse.settings import load_settings
 from stock_lakehouse.wiring import build_definitions

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stock_lakehouse.cli import run_materialize
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.lakehouse.spark import sessions_started
+from stock_lakehouse.materialize import run_materialize
 from stock_lakehouse_tests.conftest import NVDA_SAMPLE
 from stock_lakehouse_tests.reference import assert_frames_close, bars_from_json, bi_reference, gold_reference
 

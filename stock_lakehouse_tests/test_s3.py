@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stock_lakehouse.cli import run_materialize
 from stock_lakehouse.lakehouse.object_store import S3Location
 from stock_lakehouse.lakehouse.reader import read_table
+from stock_lakehouse.materialize import run_materialize
 from stock_lakehouse_tests.conftest import NVDA_SAMPLE, REPO
 
 pytestmark = pytest.mark.spark
@@ -57,7 +57,7 @@ WRITER = """
 import sys, warnings
 warnings.filterwarnings("ignore")
 from datetime import date
-from stock_lakehouse.cli import run_materialize
+from stock_lakehouse.materialize import run_materialize
 symbol, days = sys.argv[1], sys.argv[2:]
 for d in days:
     ok, summary, error = run_materialize([symbol], date.fromisoformat(d), date.fromisoformat(d),

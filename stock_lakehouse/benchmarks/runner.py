@@ -71,7 +71,7 @@ def _machine() -> dict[str, object]:
 
 
 def _cli_scenario(n: int, start: date, end: date, replay: Path, lake: Path) -> dict[str, object]:
-    from stock_lakehouse.cli import run_materialize
+    from stock_lakehouse.materialize import run_materialize
 
     t0 = time.perf_counter()
     ok, summary, error = run_materialize(
@@ -264,7 +264,7 @@ def run(
         )
     compact = compact_workload(work / "compact", top, days[-1])
     t = time.perf_counter()
-    from stock_lakehouse.cli import run_materialize
+    from stock_lakehouse.materialize import run_materialize
 
     ok, summ, err = run_materialize(
         symbols(top),

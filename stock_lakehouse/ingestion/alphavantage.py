@@ -19,6 +19,7 @@ from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attemp
 from stock_lakehouse.ingestion.budget import RequestBudget
 from stock_lakehouse.ingestion.errors import IngestionError, excerpt
 from stock_lakehouse.ingestion.parser import ParsedPayload, Payload, parse_csv_payload, parse_payload
+from stock_lakehouse.symbols import validate_symbol
 
 logging.getLogger("httpx").setLevel(logging.WARNING)
 logging.getLogger("httpcore").setLevel(logging.WARNING)
@@ -91,6 +92,7 @@ def intraday_request(
     datatype: str = "json",
 ) -> ApiRequest:
     """TIME_SERIES_INTRADAY for a stock; ``month=YYYY-MM`` fetches a whole month in one call."""
+    symbol = validate_symbol(symbol, "an intraday request")
     if interval not in INTRADAY_INTERVALS:
         raise ValueError(f"interval {interval!r} for {symbol}: use one of {INTRADAY_INTERVALS}")
     if outputsize not in ("compact", "full"):
@@ -122,6 +124,7 @@ def intraday_request(
 
 def daily_request(symbol: str, *, outputsize: str = "compact", datatype: str = "json") -> ApiRequest:
     """TIME_SERIES_DAILY (``outputsize=full`` needs a premium key)."""
+    symbol = validate_symbol(symbol, "a daily request")
     return ApiRequest("TIME_SERIES_DAILY", symbol, _params(symbol=symbol, outputsize=outputsize, datatype=datatype))
 
 
@@ -208,6 +211,7 @@ class AlphaVantageClient:
                 )
             else:
                 parsed = parse_payload(raw, what, expected_symbol=request.symbol)
+            parsed.expect(request.function, request.symbol, dict(request.params).get("interval", "daily"), what)
         except IngestionError as exc:
             raise type(exc)(self.redact(str(exc))) from None
         return payload, parsed

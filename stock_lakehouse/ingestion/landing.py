@@ -7,12 +7,14 @@ so replaying the same recordings on every run does not grow the zone. The live s
 here to avoid re-fetching complete months.
 """
 
+import re
 from datetime import UTC, datetime
 
 import dagster as dg
 
 from stock_lakehouse.ingestion.parser import ParsedPayload, Payload, parse_csv_payload, parse_payload
 from stock_lakehouse.lakehouse.object_store import ObjectFiles, S3Location
+from stock_lakehouse.symbols import validate_interval, validate_month, validate_symbol
 
 _STAMP = "%Y%m%dT%H%M%S%fZ"
 
@@ -35,7 +37,20 @@ class LandingZone(dg.ConfigurableResource):
 
     @staticmethod
     def folder(function: str, symbol: str, interval: str, month: str) -> str:
-        return f"landing/{function}/{symbol}/{interval}/{month}"
+        """The folder of one request's payloads. Every segment is validated, since symbol, interval and
+        month may come from a response's ``Meta Data``: no value can leave ``landing/``."""
+        if not re.fullmatch(r"[A-Z][A-Z_]{0,39}", function):
+            raise ValueError(f"invalid function {function[:40]!r} for a landing path")
+        where = f"the landing path of a {function} payload"
+        return "/".join(
+            (
+                "landing",
+                function,
+                validate_symbol(symbol, where),
+                validate_interval(interval, where),
+                validate_month(month, where),
+            )
+        )
 
     def store(self, payload: Payload, parsed: ParsedPayload, month: str | None = None) -> str:
         """Keep ``payload.raw`` and return its URI (the one bronze rows point to).
@@ -79,5 +94,6 @@ class LandingZone(dg.ConfigurableResource):
                 parsed = parse_csv_payload(raw, payload.origin, symbol=symbol, function=function, interval=interval)
             else:
                 parsed = parse_payload(raw, payload.origin, expected_symbol=symbol)
+            parsed.expect(function, symbol, interval, payload.origin)
             out.append((payload, parsed))
         return out

@@ -15,6 +15,7 @@ from datetime import datetime
 import pandas as pd
 
 from stock_lakehouse.ingestion.errors import MalformedPayloadError, classify_api_message, excerpt
+from stock_lakehouse.symbols import validate_interval, validate_symbol
 
 BAR_FIELDS = {"1. open": "open", "2. high": "high", "3. low": "low", "4. close": "close", "5. volume": "volume"}
 BRONZE_BAR_COLUMNS = ["symbol", "trade_date", "ts", "bar_seq", "open", "high", "low", "close", "volume"]
@@ -55,6 +56,18 @@ class ParsedPayload:
     time_zone: str
     last_refreshed: str
     bars: pd.DataFrame  # columns BRONZE_BAR_COLUMNS
+
+    def expect(self, function: str, symbol: str, interval: str, origin: str) -> None:
+        """Raise unless this payload answers the request (function, symbol, interval).
+
+        A response for another symbol or interval would land in the wrong folder and fill the wrong
+        partitions, so it is refused before it is stored.
+        """
+        if (self.function, self.symbol, self.interval) != (function, symbol, interval):
+            raise MalformedPayloadError(
+                f"{origin}: the response is {self.function} {self.symbol} {self.interval}, not the requested "
+                f"{function} {symbol} {interval}; it was not used"
+            )
 
 
 # A timestamp-like object key (`"2024-03-12 19:59:00":`), to count labels in a raw body.
@@ -121,10 +134,15 @@ def parse_payload(raw: bytes, origin: str, *, expected_symbol: str | None = None
     symbol = _symbol_of(meta, function) or expected_symbol
     if not symbol:
         raise MalformedPayloadError(f"{origin}: 'Meta Data' names no symbol")
-    symbol = symbol.upper()
     interval = "daily" if function == "TIME_SERIES_DAILY" else _meta_value(meta, "Interval")
     if not interval:
         interval = series_key[series_key.rfind("(") + 1 : -1]
+    # Meta Data is outside input: it names landing folders and partitions, so it must fit the grammar.
+    try:
+        symbol = validate_symbol(symbol, "its 'Meta Data'")
+        interval = validate_interval(interval, "its 'Meta Data'")
+    except ValueError as exc:
+        raise MalformedPayloadError(f"{origin}: {exc}") from None
     time_zone = _meta_value(meta, "Time Zone") or "US/Eastern"
     last_refreshed = _meta_value(meta, "Last Refreshed") or ""
     if not isinstance(top[series_key], dict):
@@ -194,6 +212,10 @@ def parse_csv_payload(raw: bytes, origin: str, *, symbol: str, function: str, in
     import io
 
     try:
+        symbol = validate_symbol(symbol, "the request")
+    except ValueError as exc:
+        raise MalformedPayloadError(f"{origin}: {exc}") from None
+    try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise MalformedPayloadError(f"{origin}: CSV body is not UTF-8: {excerpt(raw)}") from None
@@ -220,4 +242,4 @@ def parse_csv_payload(raw: bytes, origin: str, *, symbol: str, function: str, in
             rows[col].append(rec[pos].strip() if pos is not None and pos < len(rec) and rec[pos].strip() else None)
     time_zone = "US/Eastern" if function.startswith("TIME_SERIES") else "UTC"
     last = rows["ts"][0] if rows["ts"] else ""
-    return ParsedPayload(function, symbol.upper(), interval, time_zone, last, pd.DataFrame(rows))
+    return ParsedPayload(function, symbol, interval, time_zone, last, pd.DataFrame(rows))

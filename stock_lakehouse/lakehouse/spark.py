@@ -83,6 +83,8 @@ class SparkResource(dg.ConfigurableResource):
             "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
             # Transforms turn New York wall-clock labels into UTC instants; they assume a UTC session.
             "spark.sql.session.timeZone": "UTC",
+            # A bar label that fits no layout parses to null (flagged bad_timestamp) instead of raising.
+            "spark.sql.legacy.timeParserPolicy": "CORRECTED",
             "spark.sql.shuffle.partitions": str(self.shuffle_partitions),
             "spark.default.parallelism": str(self.shuffle_partitions),
             "spark.databricks.delta.snapshotPartitions": str(self.shuffle_partitions),

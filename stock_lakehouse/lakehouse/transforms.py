@@ -16,7 +16,10 @@ from pyspark.sql import functions as F
 
 from stock_lakehouse.lakehouse import schemas
 
-TS_FORMAT = "yyyy-MM-dd HH:mm:ss"
+#: Bar label layouts silver parses, in order; an optional fraction of a second (1-6 digits) is
+#: accepted. A label none of them reads is flagged ``bad_timestamp`` (null parse), never a crash:
+#: ``SparkResource`` runs with ``timeParserPolicy=CORRECTED``, where a failed parse is null.
+TS_FORMATS = ("yyyy-MM-dd HH:mm:ss[.SSSSSS]", "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS]", "yyyy-MM-dd HH:mm")
 PRE_OPEN_SECONDS = 4 * 3600
 REGULAR_OPEN_SECONDS = 9 * 3600 + 30 * 60
 DEFAULT_CLOSE_SECONDS = 16 * 3600
@@ -35,12 +38,33 @@ def _close_seconds(regular_close: Mapping[date, time]) -> Column:
     return F.coalesce(F.create_map(*pairs)[F.col("trade_date")], F.lit(DEFAULT_CLOSE_SECONDS))
 
 
-def validity_reasons(open_: Column, high: Column, low: Column, close: Column, volume: Column) -> Column:
-    """``;``-joined reasons a typed bar is invalid, or an empty string when it is valid."""
+def _finite(c: Column) -> Column:
+    # Spark orders NaN above every number (NaN > 0 is true), so range checks alone let it through.
+    return ~F.isnan(c) & (F.abs(c) != F.lit(float("inf")))
+
+
+def validity_reasons(
+    open_: Column, high: Column, low: Column, close: Column, volume: Column, raw: dict[str, Column] | None = None
+) -> Column:
+    """``;``-joined reasons a typed bar is invalid, or an empty string when it is valid.
+
+    Args:
+        raw: the bronze strings by column name, if known: a value that was present but did not parse
+            as a number is then ``unparseable_<col>`` instead of ``missing_<col>``.
+    """
     eps = F.lit(RANGE_EPS) * close
-    checks = [(c.isNull(), f"missing_{n}") for c, n in zip((open_, high, low, close), PRICE_COLUMNS, strict=True)]
-    checks += [(volume.isNull(), "missing_volume")]
-    checks += [(c <= 0, f"nonpositive_{n}") for c, n in zip((open_, high, low, close), PRICE_COLUMNS, strict=True)]
+    typed = dict(zip((*PRICE_COLUMNS, "volume"), (open_, high, low, close, volume), strict=True))
+    checks: list[tuple[Column, str]] = []
+    for name, c in typed.items():
+        if raw and name in raw:
+            checks += [
+                (raw[name].isNull(), f"missing_{name}"),
+                (raw[name].isNotNull() & c.isNull(), f"unparseable_{name}"),
+            ]
+        else:
+            checks += [(c.isNull(), f"missing_{name}")]
+    checks += [(~_finite(c), f"nonfinite_{n}") for n, c in typed.items() if n != "volume"]
+    checks += [(c <= 0, f"nonpositive_{n}") for n, c in typed.items() if n != "volume"]
     checks += [
         (volume < 0, "negative_volume"),
         (low > high, "low_above_high"),
@@ -48,6 +72,11 @@ def validity_reasons(open_: Column, high: Column, low: Column, close: Column, vo
         (F.greatest(open_, close) > high + eps, "high_below_open_or_close"),
     ]
     return F.concat_ws(";", *[F.when(cond, F.lit(reason)) for cond, reason in checks])
+
+
+def parse_label(label: Column) -> Column:
+    """A bar label as a wall-clock timestamp (no zone), or null when no layout of ``TS_FORMATS`` fits."""
+    return F.coalesce(*[F.to_timestamp_ntz(label, F.lit(fmt)) for fmt in TS_FORMATS])
 
 
 def to_silver(bronze: DataFrame, regular_close: Mapping[date, time]) -> DataFrame:
@@ -72,8 +101,9 @@ def to_silver(bronze: DataFrame, regular_close: Mapping[date, time]) -> DataFram
     typed = latest.select(
         "symbol",
         "trade_date",
-        F.to_utc_timestamp(F.to_timestamp("ts", TS_FORMAT), F.col("time_zone")).alias("ts_utc"),
-        F.to_timestamp_ntz(F.col("ts"), F.lit(TS_FORMAT)).alias("ts_local"),
+        # The label read as a wall clock (a UTC session makes the cast exact), then moved from its zone.
+        F.to_utc_timestamp(parse_label(F.col("ts")).cast("timestamp"), F.col("time_zone")).alias("ts_utc"),
+        parse_label(F.col("ts")).alias("ts_local"),
         "interval",
         *[F.col(c).cast("double").alias(c) for c in PRICE_COLUMNS],
         # FX quotes carry no volume: 0, so they stay valid (gold's vwap is then null).
@@ -85,6 +115,7 @@ def to_silver(bronze: DataFrame, regular_close: Mapping[date, time]) -> DataFram
         "last_refreshed",
         "payload_hash",
         "ingested_at",
+        *[F.col(c).alias(f"_raw_{c}") for c in (*PRICE_COLUMNS, "volume")],
     )
     seconds = F.hour("ts_local") * 3600 + F.minute("ts_local") * 60 + F.second("ts_local")
     session = (
@@ -98,7 +129,19 @@ def to_silver(bronze: DataFrame, regular_close: Mapping[date, time]) -> DataFram
     reasons = F.concat_ws(
         ";",
         F.when(F.col("ts_local").isNull(), F.lit("bad_timestamp")),
-        F.nullif(validity_reasons(*[F.col(c) for c in (*PRICE_COLUMNS, "volume")]), F.lit("")),
+        F.nullif(
+            validity_reasons(
+                *[F.col(c) for c in (*PRICE_COLUMNS, "volume")],
+                raw={c: F.col(f"_raw_{c}") for c in PRICE_COLUMNS}
+                # FX volume is absent by design (0 above), so only a present but unreadable one counts.
+                | {
+                    "volume": F.when(
+                        F.col("function") == "FX_INTRADAY", F.coalesce(F.col("_raw_volume"), F.lit("0"))
+                    ).otherwise(F.col("_raw_volume"))
+                },
+            ),
+            F.lit(""),
+        ),
     )
     flagged = (
         typed.withColumn("session", session)
