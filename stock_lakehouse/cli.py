@@ -46,7 +46,11 @@ def _symbols(value: str | None, option: str = "--symbols") -> list[str] | None:
     type=click.Path(dir_okay=False),
     help="Settings file (else $STOCK_LAKEHOUSE_CONFIG or ./config/stock_lakehouse.yaml).",
 )
-@click.option("--log-level", default="WARNING", show_default=True, help="Dagster console log level of runs.")
+@click.option(
+    "--log-level",
+    help="Also print Dagster's own log lines of runs from this level (DEBUG, INFO, WARNING, ...). Default: "
+    "none; warnings are printed in one line each, a failure as its cause, with details in a log file.",
+)
 @click.pass_context
 def main(ctx: click.Context, config_file: str | None, log_level: str) -> None:
     """stock-lakehouse: intraday bars to Bronze/Silver/Gold/BI Delta tables."""
@@ -56,25 +60,39 @@ def main(ctx: click.Context, config_file: str | None, log_level: str) -> None:
 
     for category in (dg.BetaWarning, dg.PreviewWarning):
         warnings.filterwarnings("ignore", category=category)
-    ctx.obj = {"log_level": log_level.upper()}
+    ctx.obj = {"log_level": log_level.upper() if log_level else None}
     if config_file:
         os.environ["STOCK_LAKEHOUSE_CONFIG"] = config_file
 
 
 def _materialize_and_report(symbols, start, end, overrides) -> None:
+    from stock_lakehouse.progress import RunProgress
+    from stock_lakehouse.root_cause import exception_root_cause
+
     t0 = time.perf_counter()
     log_level = click.get_current_context().obj["log_level"]
     try:
-        ok, summary, error = run_materialize(symbols, start, end, overrides, log_level)
+        # Dagster's console lines are off by default: the progress display shows the run, and a failure is
+        # reported below as its cause, with the details in a log file.
+        with RunProgress(LAYERS) as progress:
+            ok, summary, error = run_materialize(
+                symbols, start, end, overrides, log_level or "CRITICAL", progress=progress
+            )
     except (SettingsError, MaterializeError) as exc:
         raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        _fail([f"error: {exception_root_cause(exc)}"], time.perf_counter() - t0, exc=exc)
     from stock_lakehouse.lakehouse.spark import sessions_started
 
     elapsed = time.perf_counter() - t0
-    _report_checks(summary)
     if not ok:
-        click.echo(f"FAILED after {elapsed:.1f}s: {error}", err=True)
-        sys.exit(1)
+        _report_failure(error, summary, elapsed, overrides)
+    if log_level is None:
+        _report_warnings(summary.runs)
+    if summary.recovered:
+        dead = ", ".join(f"{r.run_id} (pid {r.pid})" for r in summary.recovered)
+        click.echo(f"recovered: marked failed and freed the pool slots of runs whose process died: {dead}")
+    _report_checks(summary)
     settings = load_settings(overrides=overrides)
     click.echo(f"lake: {settings.lake_uri}   source: {settings.source}")
     click.echo(f"runs: {len(summary.runs)}   spark sessions: {sessions_started()}")
@@ -87,6 +105,71 @@ def _materialize_and_report(symbols, start, end, overrides) -> None:
         )
         click.echo(f"{layer:<8}{rows:>10}{parts:>12}{version:>15}")
     click.echo(f"elapsed: {elapsed:.1f}s   run ids: {', '.join(summary.runs)}")
+    if summary.withheld:
+        # A partial success is still something to look at: name each withheld partition, exit non-zero.
+        click.echo(f"withheld from gold and BI (too many invalid bars; previous rows kept): {len(summary.withheld)}")
+        for described in summary.withheld[:20]:
+            click.echo(f"  {described}")
+        click.echo("  see: stock-lakehouse show quarantine --symbols ... ; correct the source and run again to release")
+        sys.exit(3)
+
+
+def _report_failure(error: str, summary: Summary, elapsed: float, overrides) -> None:
+    """Print the cause first, then where, what to do and the log file's path (at most ~10 lines); exit 1."""
+    cause, *context = error.splitlines() or ["unknown error"]
+    lines = [f"error: {cause}", *(f"  {c}" for c in context)]
+    if summary.recovered:
+        lines.append(f"  before the run, {len(summary.recovered)} run(s) of dead processes were marked failed")
+    bad = sorted(name for name, (passed, _, _) in summary.checks.items() if not passed)
+    if bad:
+        lines.append(f"  checks not passed: {', '.join(bad[:5])}{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}")
+    lines.append(f"  what to do: {_advice(cause, load_settings(overrides=overrides).lake_uri)}")
+    import dagster as dg
+
+    _fail(lines, elapsed, instance=dg.DagsterInstance.get(), run_id=summary.runs[-1] if summary.runs else None)
+
+
+def _advice(cause: str, lake: str) -> str:
+    low = cause.lower()
+    if "no space left on device" in low or "disk quota exceeded" in low:
+        return f"free disk space where the lake is ({lake}), then run the same command again"
+    if any(s in low for s in ("connection refused", "connectexception", "unknownhost", "timed out", "unreachable")):
+        return "check that the store is up and s3.endpoint / STOCK_LAKEHOUSE_S3_ENDPOINT, then run again"
+    if Path(cause.split(": ", 1)[0]).is_file():  # a recorded response that cannot be used
+        return "fix or remove the file named above (or choose another --replay-dir), then run the same command again"
+    if "outofmemoryerror" in low or "java heap space" in low:
+        return "raise spark.driver_memory in the config file, or materialize fewer symbols or dates at once"
+    return "fix the cause above, then run the same command again (re-runs overwrite the same partitions)"
+
+
+def _fail(lines: list[str], elapsed: float, instance=None, run_id: str | None = None, exc=None) -> None:
+    """Write the failure log, print ``lines`` (cause first) and its path on stderr, exit 1."""
+    from stock_lakehouse.root_cause import redact
+    from stock_lakehouse.run_log import write_failure_log
+
+    try:
+        log = str(write_failure_log(lines, instance, run_id, exc))
+    except Exception as log_exc:  # the disk may be full: the cause still reaches the terminal
+        log = f"(not written: {log_exc})"
+    for line in lines:
+        click.echo(redact(line), err=True)
+    click.echo(f"  details: {log}", err=True)
+    click.echo(f"FAILED after {elapsed:.1f}s", err=True)
+    sys.exit(1)
+
+
+def _report_warnings(run_ids: list[str], limit: int = 5) -> None:
+    """The runs' own warnings (``context.log.warning``), one line each; the rest are in the event log."""
+    import dagster as dg
+
+    from stock_lakehouse.run_log import run_warnings
+
+    instance = dg.DagsterInstance.get()
+    found = [w for run_id in run_ids for w in run_warnings(instance, run_id)]
+    for line in found[:limit]:
+        click.echo(f"warning: {line[:300]}", err=True)
+    if len(found) > limit:
+        click.echo(f"warning: ... and {len(found) - limit} more (see the runs in the UI)", err=True)
 
 
 def _report_checks(summary: Summary) -> None:
@@ -125,12 +208,23 @@ def _with_source_opts(fn):
 @click.option("--symbols", help="Comma-separated symbols (default: the configured ones).")
 @click.option("--start", required=True, help="First trade date, YYYY-MM-DD.")
 @click.option("--end", help="Last trade date, YYYY-MM-DD (default: start).")
+@click.option(
+    "--allow-empty-overwrite",
+    is_flag=True,
+    default=None,
+    help="Let a source with no bars for a partition erase its existing rows (default: keep them, warn).",
+)
 @_with_source_opts
-def materialize(symbols, start, end, source, replay_dir, lake_root) -> None:
+def materialize(symbols, start, end, allow_empty_overwrite, source, replay_dir, lake_root) -> None:
     """Materialize bronze -> silver -> gold -> BI for symbols x a date range."""
     start_d = _parse_date(start, "--start")
     end_d = _parse_date(end, "--end") if end else start_d
-    overrides = {"source": source, "replay_dir": replay_dir, "lake_root": lake_root}
+    overrides = {
+        "source": source,
+        "replay_dir": replay_dir,
+        "lake_root": lake_root,
+        "allow_empty_overwrite": allow_empty_overwrite,
+    }
     _materialize_and_report(_symbols(symbols), start_d, end_d, overrides)
 
 
@@ -263,14 +357,23 @@ def bench(sizes, start, end, out, daemon, per_partition, workdir) -> None:
 @main.command("setup-jars")
 def setup_jars() -> None:
     """Resolve the Delta and S3A jars into the Ivy cache (needs Maven Central once)."""
-    from stock_lakehouse.lakehouse.spark import SparkResource, cached_jars
+    import subprocess
+
+    from stock_lakehouse.lakehouse.spark import cached_jars
 
     if cached_jars():
         click.echo("jars already cached")
         return
-    SparkResource().get_session().stop()
-    if not cached_jars():
-        raise click.ClickException("Spark resolved the packages but the expected jars are not in the Ivy cache")
+    # Ivy's resolution report (~40 lines) matters only when resolution fails: start Spark in a child
+    # process, keep its output, and show the end of it on failure.
+    click.echo("resolving the Delta and S3A jars (Maven Central, once)...")
+    code = "from stock_lakehouse.lakehouse.spark import SparkResource; SparkResource().get_session().stop()"
+    done = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if done.returncode != 0 or not cached_jars():
+        tail = "\n".join(done.stdout.splitlines()[-25:])
+        raise click.ClickException(
+            f"resolving the Delta and S3A jars failed (is Maven Central reachable?); the end of Spark's output:\n{tail}"
+        )
     click.echo("jars cached")
 
 

@@ -8,17 +8,25 @@ ranged run per group of neighbouring symbols (one Spark session for all of them 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from stock_lakehouse.lakehouse.object_store import is_s3, split_s3
 from stock_lakehouse.market_calendar import EXCHANGE_TZ
+from stock_lakehouse.recovery import RecoveredRun, process_tags, recover_dead_runs
 from stock_lakehouse.settings import PACKAGE_DIR, load_settings
+
+if TYPE_CHECKING:
+    from stock_lakehouse.progress import RunProgress
 
 LAYERS = (
     ("bronze", "bronze__intraday_bars"),
@@ -57,12 +65,24 @@ class Summary:
     checks: dict[str, tuple[bool, str, dict[str, object]]] = field(default_factory=dict)
     #: step key -> seconds, summed over runs
     step_seconds: dict[str, float] = field(default_factory=dict)
+    #: partitions withheld from gold and BI by the row-quality gate, described (key, share, rules)
+    withheld: list[str] = field(default_factory=list)
+    #: runs of dead processes on this host marked failed (and their pool slots freed) before the runs
+    recovered: list[RecoveredRun] = field(default_factory=list)
 
 
 def run_materialize(
-    symbols: list[str] | None, start: date, end: date, overrides: dict[str, object], log_level: str = "WARNING"
+    symbols: list[str] | None,
+    start: date,
+    end: date,
+    overrides: dict[str, object],
+    log_level: str = "WARNING",
+    progress: RunProgress | None = None,
 ) -> tuple[bool, Summary, str]:
     """Materialize all layers for symbols x weekdays in [start, end]; returns (ok, summary, error).
+
+    ``error``'s first line is the cause (the failing step's root cause); the next lines name the step, the
+    run and its partitions. ``progress`` follows each run's events while it executes.
 
     Raises:
         MaterializeError: dates outside the partitions, or no weekday in the range.
@@ -90,56 +110,69 @@ def run_materialize(
     days = [d.date() for d in pd.bdate_range(start, end)]
     if not days:
         raise MaterializeError(f"no weekday between {start} and {end}")
+    if is_s3(settings.lake_uri):
+        # Pre-flight: a wrong or dead endpoint fails here in seconds, not after minutes of Spark retries.
+        problem = settings.s3_location.probe(split_s3(settings.lake_uri)[0])
+        if problem:
+            raise MaterializeError(problem)
     ensure_dagster_home()
     instance = dg.DagsterInstance.get()
+    recovered = recover_dead_runs(instance)  # else a dead run's pool slot blocks this run forever
     sync_symbols(instance, symbols)
     job = build_definitions(settings).resolve_job_def(LAKEHOUSE_JOB)
-    summary = Summary()
+    summary = Summary(recovered=recovered)
     ordered = instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME)
+    if progress is not None:
+        progress.plan(len(symbols) * len(days))
     for group in contiguous_groups(symbols, ordered):
         partition_key, range_tags = rectangle_selection(group, days[0].isoformat(), days[-1].isoformat())
         kwargs: dict[str, object] = {
             "instance": instance,
             "raise_on_error": False,
+            "run_id": str(uuid.uuid4()),  # known before the run starts, for the progress display
             "partition_key": partition_key,
-            "tags": {"stock_lakehouse/cli": "materialize", **range_tags},
+            "tags": {"stock_lakehouse/cli": "materialize", **process_tags(), **range_tags},
             "run_config": {"loggers": {"console": {"config": {"log_level": log_level}}}},
         }
-        result = job.execute_in_process(**kwargs)
+        watching = progress.watch(instance, str(kwargs["run_id"])) if progress else contextlib.nullcontext()
+        with watching:
+            result = job.execute_in_process(**kwargs)
         summary.runs.append(result.run_id)
         for event in result.all_events:
             if event.is_step_success:
                 secs = event.event_specific_data.duration_ms / 1000.0
                 summary.step_seconds[event.step_key] = summary.step_seconds.get(event.step_key, 0.0) + secs
         for ev in result.get_asset_check_evaluations():
-            summary.checks[ev.asset_check_key.name] = (
-                ev.passed,
-                ev.severity.value,
-                {k: v.value for k, v in ev.metadata.items()},
-            )
+            meta = {k: v.value for k, v in ev.metadata.items()}
+            summary.checks[ev.asset_check_key.name] = (ev.passed, ev.severity.value, meta)
+            for described in meta.get("withheld_partitions") or []:
+                if described not in summary.withheld:
+                    summary.withheld.append(described)
         if not result.success:
             failures = [e for e in result.all_events if e.is_step_failure]
-            detail = "; ".join(f"step {e.step_key}: {_root_cause(e.step_failure_data.error)}" for e in failures)
-            return (
-                False,
-                summary,
-                f"run {result.run_id} ({group[0]}..{group[-1]}) failed: {detail or 'see the run log'}",
-            )
+            causes = [(e.step_key, _root_cause(e.step_failure_data.error)) for e in failures]
+            where = f"run {result.run_id} ({group[0]}..{group[-1]} x {days[0]}..{days[-1]})"
+            lines = [f"{causes[0][1]}", f"step {causes[0][0]} failed in {where}"] if causes else [f"{where} failed"]
+            lines += [f"step {step} also failed: {cause}" for step, cause in causes[1:]]
+            return False, summary, "\n".join(lines)
         for layer, node in LAYERS:
             mats = result.asset_materializations_for_node(node)
             if mats:
                 meta = mats[0].metadata
-                summary.rows[layer] = summary.rows.get(layer, 0) + int(meta["row_count"].value)
+                # A step that wrote nothing (every partition kept or withheld) has no row count or version.
+                summary.rows[layer] = summary.rows.get(layer, 0) + int(
+                    meta["row_count"].value if "row_count" in meta else 0
+                )
                 summary.partitions[layer] = summary.partitions.get(layer, 0) + len(mats)
-                summary.versions[layer] = int(meta["delta_version"].value)
+                if "delta_version" in meta:
+                    summary.versions[layer] = int(meta["delta_version"].value)
                 summary.metadata[layer] = {k: v.value for k, v in meta.items()}
     return True, summary, ""
 
 
 def _root_cause(error) -> str:
-    """The innermost error message: Dagster wraps the asset's own exception in step-level errors."""
-    if error is None:
-        return "unknown error"
-    while error.cause is not None:
-        error = error.cause
-    return error.message.strip()
+    """One line naming the cause of a step failure: the asset's own error (Dagster wraps it in step-level
+    errors), with the Java root cause of a Spark error (see ``root_cause.py``)."""
+    from stock_lakehouse.root_cause import error_info_root_cause
+
+    return error_info_root_cause(error)

@@ -32,6 +32,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "STOCK_LAKEHOUSE_PARTITIONS_START": "partitions_start",
     "STOCK_LAKEHOUSE_SPARK_MASTER": "spark.master",
     "STOCK_LAKEHOUSE_QUALITY_DIR": "quality_dir",
+    "STOCK_LAKEHOUSE_MAX_INVALID_SHARE": "quality.max_invalid_share",
     "STOCK_LAKEHOUSE_ALPHAVANTAGE_BASE_URL": "alphavantage.base_url",
     "STOCK_LAKEHOUSE_S3_ENDPOINT": "s3.endpoint",
     "STOCK_LAKEHOUSE_S3_REGION": "s3.region",
@@ -112,6 +113,16 @@ class S3Settings(BaseModel):
     path_style: bool = True
 
 
+class QualitySettings(BaseModel):
+    """Row-quality gates (``quality/gates.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: share of a (symbol, trade_date) partition's bars that may fail silver's ``gate: partition`` rules;
+    #: above it the partition is withheld from gold and BI (its previous rows stay)
+    max_invalid_share: float = Field(0.01, ge=0, le=1)
+
+
 class AutomationSettings(BaseModel):
     """Schedules, freshness and alerts."""
 
@@ -139,11 +150,14 @@ class Settings(BaseModel):
     crypto: list[str] = Field(default_factory=list)
     interval: Literal["1min", "5min", "15min", "30min", "60min"] = "1min"
     source: Literal["replay", "synthetic", "alphavantage"] = "replay"
+    #: let a source that yields no bars for a partition erase its rows (off: they are kept, with a warning)
+    allow_empty_overwrite: bool = False
     replay_dir: str = str(SAMPLE_DATA_DIR)
     lake_root: str = "lake"
     partitions_start: str = "2024-01-01"
     calendar: str = "XNYS"
     quality_dir: str = str(PACKAGE_DIR / "quality")
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
     alphavantage: AlphaVantageSettings = Field(default_factory=AlphaVantageSettings)

@@ -25,6 +25,7 @@ from stock_lakehouse.lakehouse.io_manager import DeltaIOManager
 from stock_lakehouse.lakehouse.spark import SparkResource
 from stock_lakehouse.partitions import bars_partitions
 from stock_lakehouse.quality.checks import build_quality_checks
+from stock_lakehouse.quality.gates import QualityGate
 from stock_lakehouse.settings import API_KEY_ENV, Settings, load_settings
 
 LAKEHOUSE_JOB = "lakehouse_job"
@@ -82,7 +83,11 @@ def build_resources(settings: Settings) -> dict[str, object]:
         s3_path_style=settings.s3.path_style,
     )
     ingestion = IngestionConfig(
-        interval=settings.interval, calendar=settings.calendar, fx_pairs=settings.fx_pairs, crypto=settings.crypto
+        interval=settings.interval,
+        calendar=settings.calendar,
+        fx_pairs=settings.fx_pairs,
+        crypto=settings.crypto,
+        allow_empty_overwrite=settings.allow_empty_overwrite,
     )
     auto = settings.automation
     webhook = dg.EnvVar(auto.alert_webhook_env) if os.environ.get(auto.alert_webhook_env) else ""
@@ -94,6 +99,10 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "bar_source": build_source(settings, landing, ingestion),
         "landing": landing,
         "ingestion": ingestion,
+        "quality": QualityGate(
+            rules_file=str(Path(settings.quality_dir) / "silver.yml"),
+            max_invalid_share=settings.quality.max_invalid_share,
+        ),
     }
 
 

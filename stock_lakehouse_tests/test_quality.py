@@ -87,7 +87,7 @@ def bad_payload() -> str:
 
 
 @pytest.mark.spark
-def test_sample_passes_and_bad_payload_is_stopped_before_gold(spark, tmp_path, lake, dagster_home, clean_env):
+def test_sample_passes_and_bad_payload_is_withheld_from_gold(spark, tmp_path, lake, dagster_home, clean_env):
     rec = tmp_path / "rec"
     rec.mkdir()
     shutil.copy(NVDA_SAMPLE, rec / "nvda.json")
@@ -103,9 +103,12 @@ def test_sample_passes_and_bad_payload_is_stopped_before_gold(spark, tmp_path, l
     assert summary.checks["silver_has_rows"][2]["partitions_evaluated"] == 3
     gold_before, bi_before = read_table(str(lake), "gold"), read_table(str(lake), "bi")
 
+    # 4 bad bars of 960 (0.42 %): with a 0.1 % gate the partition is withheld from gold and BI.
     (rec / "nvda.json").write_text(bad_payload())
-    ok, summary, error = run_materialize(["NVDA"], date(2024, 3, 4), date(2024, 3, 4), overrides)
-    assert not ok and "blocking" in error.lower()
+    strict = {**overrides, "quality.max_invalid_share": 0.001}
+    ok, summary, error = run_materialize(["NVDA"], date(2024, 3, 4), date(2024, 3, 4), strict)
+    assert ok, error  # row-quality rules never block the run
+    assert len(summary.withheld) == 1 and summary.withheld[0].startswith("2024-03-04|NVDA: 4 of 960 bars (0.42%)")
     measured = {n: (c[0], c[1], c[2].get("soda_value")) for n, c in summary.checks.items()}
     assert measured["bronze_no_duplicate_bar_in_a_payload"] == (False, "WARN", 1)
     assert measured["silver_close_present"] == (False, "ERROR", 1)
@@ -115,11 +118,16 @@ def test_sample_passes_and_bad_payload_is_stopped_before_gold(spark, tmp_path, l
     assert measured["silver_invalid_bars"][:2] == (False, "WARN") and measured["silver_invalid_bars"][2] >= 4
     assert measured["silver_one_row_per_symbol_and_ts"] == (True, "ERROR", 0)  # silver collapsed the duplicate
     assert summary.checks["silver_close_present"][2]["partition_keys"] == ["2024-03-04|NVDA"]
-    # Gold and BI were not materialized in that run, and their tables did not change.
-    assert "gold" not in summary.rows and "bi" not in summary.rows
-    assert not any(n.startswith(("gold_", "bi_")) for n in summary.checks)
+    # Gold and BI kept their rows for the withheld partition: the tables did not change.
+    assert summary.metadata["gold"]["partitions_withheld"] == 1
     pd.testing.assert_frame_equal(read_table(str(lake), "gold"), gold_before)
     pd.testing.assert_frame_equal(read_table(str(lake), "bi"), bi_before)
+    # With the default 1 % gate the same day proceeds from its valid bars, with warnings.
+    ok, summary, error = run_materialize(["NVDA"], date(2024, 3, 4), date(2024, 3, 4), overrides)
+    assert ok and not summary.withheld, error
+    assert summary.checks["silver_close_present"][:2] == (False, "WARN")
+    gold = read_table(str(lake), "gold")
+    assert int(gold[gold.trade_date == date(2024, 3, 4)].invalid_bar_count.iloc[0]) >= 4
     # People can inspect the bad bars.
     quarantine = read_table(str(lake), "quarantine")
     assert set(quarantine.dq_reason) >= {"missing_close", "missing_volume", "negative_volume"}
@@ -145,5 +153,5 @@ def test_webserver_lists_one_check_per_rule(dagster_home, clean_env):
     for layer, names in rule_names().items():
         checks = {c["name"]: c["blocking"] for c in listed[tuple(LAYERS[layer].path)]}
         for rule in load_suite(QUALITY_DIR / f"{layer}.yml").rules:
-            assert checks[rule.name] is (not rule.warn_only), rule.name
+            assert checks[rule.name] is (not rule.warn_only and rule.gate == "table"), rule.name
         assert set(checks) - set(names) <= {"silver_regular_bars_every_trading_day"}

@@ -3,9 +3,12 @@
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from stock_lakehouse.assets.keys import BI, GOLD, PARTITION_EXPR, TABLE_ASSET_ARGS, writer_pool
+from stock_lakehouse.assets.keys import BI, GOLD, SILVER, TABLE_ASSET_ARGS, layer, table_metadata, writer_pool
+from stock_lakehouse.lakehouse import schemas
+from stock_lakehouse.lakehouse.io_manager import TableWrite
 from stock_lakehouse.lakehouse.transforms import to_bi
 from stock_lakehouse.partitions import parse_keys, partition_predicate
+from stock_lakehouse.quality.gates import QualityGate
 
 
 def build_bi_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
@@ -13,16 +16,25 @@ def build_bi_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDef
         key=BI,
         pool=writer_pool(BI),
         partitions_def=partitions_def,
-        group_name="lakehouse",
+        group_name=layer(BI),
         # Windows reach back over earlier trading days with data, however far: load each symbol's gold
-        # history up to the latest requested date (gold is one small row per day).
-        ins={"gold": dg.AssetIn(key=GOLD, metadata={"history": True})},
-        metadata=PARTITION_EXPR,
+        # history up to the latest requested date (gold is one small row per day). Silver is read only
+        # for the row-quality gate's verdicts (one grouped query, shared with gold within a run).
+        ins={"gold": dg.AssetIn(key=GOLD, metadata={"history": True}), "silver": dg.AssetIn(key=SILVER)},
+        metadata=table_metadata(schemas.BI),
         description="bi_stock_daily: gold columns plus prev_close, price_change_pct, close_7d_avg, "
-        "volume_7d_avg and volatility_score over the last 7 trading days with data.",
+        "volume_7d_avg and volatility_score over the last 7 trading days with data. Partitions withheld "
+        "by silver's row-quality gate keep their previous rows and count as days without data.",
         **TABLE_ASSET_ARGS,
     )
-    def bi_stock_daily(context: dg.AssetExecutionContext, gold: DataFrame) -> DataFrame:
-        return to_bi(gold).where(partition_predicate(parse_keys(context.partition_keys)))
+    def bi_stock_daily(
+        context: dg.AssetExecutionContext, gold: DataFrame, silver: DataFrame, quality: QualityGate
+    ) -> TableWrite:
+        parts = parse_keys(context.partition_keys)
+        withheld = [v.partition for v in quality.withheld(context.run_id, silver, parts)]
+        if withheld:
+            gold = gold.where(f"NOT ({partition_predicate(withheld)})")
+        wanted = [p for p in parts if p not in set(withheld)] or parts
+        return TableWrite(to_bi(gold).where(partition_predicate(wanted)), skip=tuple(withheld))
 
     return bi_stock_daily

@@ -4,16 +4,15 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
-from pyspark.sql import DataFrame
 
-from stock_lakehouse.assets.keys import BRONZE, PARTITION_EXPR, TABLE_ASSET_ARGS, writer_pool
+from stock_lakehouse.assets.keys import BRONZE, TABLE_ASSET_ARGS, layer, table_metadata, writer_pool
 from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.ingestion.landing import LandingZone
-from stock_lakehouse.ingestion.parser import BRONZE_BAR_COLUMNS
 from stock_lakehouse.ingestion.sources import BarSource
 from stock_lakehouse.lakehouse import schemas
+from stock_lakehouse.lakehouse.io_manager import TableWrite
 from stock_lakehouse.lakehouse.spark import SparkResource
-from stock_lakehouse.partitions import dates_by_symbol, parse_keys
+from stock_lakehouse.partitions import BarPartition, dates_by_symbol, parse_keys
 
 
 def collect_bronze_rows(
@@ -50,13 +49,18 @@ def collect_bronze_rows(
     return pdf[[f.name for f in schemas.BRONZE.fields]], payloads
 
 
+def _span(parts: list[BarPartition]) -> str:
+    more = f" and {len(parts) - 5} more" if len(parts) > 5 else ""
+    return ", ".join(f"{p.symbol} {p.trade_date}" for p in parts[:5]) + more
+
+
 def build_bronze_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=BRONZE,
         pool=writer_pool(BRONZE),
         partitions_def=partitions_def,
-        group_name="lakehouse",
-        metadata={**PARTITION_EXPR, "columns": ", ".join(BRONZE_BAR_COLUMNS) + ", provenance"},
+        group_name=layer(BRONZE),
+        metadata=table_metadata(schemas.BRONZE),
         description="One row per bar as received (values are the API's strings), with source, request "
         "fingerprint, payload hash and landing-zone path.",
         **TABLE_ASSET_ARGS,
@@ -67,7 +71,9 @@ def build_bronze_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asset
         bar_source: BarSource,
         landing: LandingZone,
         ingestion: IngestionConfig,
-    ) -> DataFrame:
+    ) -> TableWrite:
+        """Bars of the run's partitions from the source. Partitions the source has nothing for keep the
+        rows they have (``TableWrite.keep_if_present``) unless ``allow_empty_overwrite`` is set."""
         parts = parse_keys(context.partition_keys)
         wanted = dates_by_symbol(parts)
         pdf, payloads = collect_bronze_rows(
@@ -75,11 +81,21 @@ def build_bronze_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asset
         )
         counts = pdf.groupby(["symbol", "trade_date"]).size().to_dict() if len(pdf) else {}
         closed = [p for p in parts if not ingestion.is_trading_day(p.symbol, p.trade_date)]
-        empty_open = [p for p in parts if p not in closed and not counts.get((p.symbol, p.trade_date))]
+        empty = [p for p in parts if not counts.get((p.symbol, p.trade_date))]
+        empty_open = [p for p in empty if p not in closed]
+        cause = ""
         if empty_open:
+            cause = bar_source.explain_missing(sorted({p.symbol for p in empty_open}), ingestion.interval)
+            if len(empty_open) == len(parts) - len(closed):
+                # Nothing at all for any trading day is a misconfiguration (folder, interval, symbol),
+                # not a quiet day: stop before any table is touched.
+                raise dg.Failure(
+                    description=f"no bars for any trading day of the run ({_span(empty_open)}) from "
+                    f"{bar_source.describe()}: {cause}. Nothing was written.",
+                )
             context.log.warning(
-                f"no bars from source {type(bar_source).__name__} for {len(empty_open)} trading-day partition(s): "
-                + ", ".join(f"{p.symbol} {p.trade_date}" for p in empty_open[:10])
+                f"no bars from {bar_source.describe()} for {len(empty_open)} trading-day partition(s) "
+                f"({_span(empty_open)}): {cause}"
             )
         session = spark.get_session()
         df = (
@@ -97,6 +113,7 @@ def build_bronze_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asset
                 "spark_app_id": session.sparkContext.applicationId,
             }
         )
-        return df
+        keep = () if ingestion.allow_empty_overwrite else tuple(empty)
+        return TableWrite(df, keep_if_present=keep, keep_reason=cause)
 
     return intraday_bars

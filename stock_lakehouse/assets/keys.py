@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import dagster as dg
+from pyspark.sql import types as T
 
 BRONZE = dg.AssetKey(["bronze", "intraday_bars"])
 SILVER = dg.AssetKey(["silver", "stock_clean"])
@@ -21,6 +22,28 @@ TABLE_ASSET_ARGS = {
     ),
 }
 PARTITION_EXPR = {"partition_expr": {"symbol": "symbol", "date": "trade_date"}}
+
+
+def table_metadata(schema: T.StructType) -> dict[str, object]:
+    """Definition metadata of a table asset: how partitions map to columns, and the column schema the
+    UI shows (from ``lakehouse/schemas.py``, the schema enforced on write)."""
+    columns = [
+        dg.TableColumn(
+            f.name,
+            f.dataType.simpleString(),
+            constraints=dg.TableColumnConstraints(nullable=f.nullable),
+        )
+        for f in schema.fields
+    ]
+    return {
+        **PARTITION_EXPR,
+        "dagster/column_schema": dg.TableSchema(columns=columns),
+    }
+
+
+def layer(key: dg.AssetKey) -> str:
+    """The asset group, shown as a box in the UI's graph: the layer (bronze, silver, gold)."""
+    return key.path[0]
 
 
 def writer_pool(key: dg.AssetKey) -> str:

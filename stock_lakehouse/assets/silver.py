@@ -3,8 +3,9 @@
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from stock_lakehouse.assets.keys import BRONZE, PARTITION_EXPR, SILVER, TABLE_ASSET_ARGS, writer_pool
+from stock_lakehouse.assets.keys import BRONZE, SILVER, TABLE_ASSET_ARGS, layer, table_metadata, writer_pool
 from stock_lakehouse.ingestion.config import IngestionConfig
+from stock_lakehouse.lakehouse import schemas
 from stock_lakehouse.lakehouse.transforms import to_silver
 from stock_lakehouse.market_calendar import regular_close
 from stock_lakehouse.partitions import parse_keys
@@ -15,9 +16,9 @@ def build_silver_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asset
         key=SILVER,
         pool=writer_pool(SILVER),
         partitions_def=partitions_def,
-        group_name="lakehouse",
+        group_name=layer(SILVER),
         ins={"bronze": dg.AssetIn(key=BRONZE)},
-        metadata=PARTITION_EXPR,
+        metadata=table_metadata(schemas.SILVER),
         description="One row per (symbol, bar): typed prices and volume, UTC and New York timestamps, "
         "session (pre/regular/post), is_valid and dq_reason.",
         **TABLE_ASSET_ARGS,

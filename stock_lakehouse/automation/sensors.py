@@ -162,7 +162,8 @@ def build_check_failure_sensor(check_keys: Sequence[dg.AssetCheckKey]) -> dg.Sen
                             "check_failure",
                             f"check:{cursor_key}:{record.id}",
                             f"{evaluation.severity.value} check {key.name} on {key.asset_key.to_user_string()} failed: "
-                            f"measured {meta.get('soda_value', '-')}; partitions {meta.get('partition_keys', '-')}",
+                            f"measured {meta.get('soda_value', '-')}; partitions {meta.get('partition_keys', '-')}"
+                            + (f"; withheld {meta['withheld_partitions']}" if meta.get("withheld_partitions") else ""),
                         )
                     )
                     sent += 1

@@ -16,12 +16,15 @@ class IngestionConfig(dg.ConfigurableResource):
         fx_pairs: currency pairs (``EUR/USD``): they trade on every weekday, around the clock.
         crypto: coins (``BTC/USD``): they trade every day, around the clock (weekend bars fall outside
             the weekday date partitions).
+        allow_empty_overwrite: let a source that yields no bars for a partition erase that partition's
+            existing rows. Off: such partitions keep their rows, with a warning naming the likely cause.
     """
 
     interval: str = "1min"
     calendar: str = "XNYS"
     fx_pairs: list[str] = []
     crypto: list[str] = []
+    allow_empty_overwrite: bool = False
 
     def kind(self, symbol: str) -> str:
         """``equity``, ``fx`` or ``crypto`` for a partition symbol."""

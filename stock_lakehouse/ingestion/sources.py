@@ -60,6 +60,14 @@ class BarSource(dg.ConfigurableResource):
     def fetch(self, dates_by_symbol: Mapping[str, Sequence[date]], interval: str) -> Iterator[Fetched]:
         raise NotImplementedError
 
+    def describe(self) -> str:
+        """The source in a few words, for messages (never a secret)."""
+        return type(self).__name__
+
+    def explain_missing(self, symbols: Sequence[str], interval: str) -> str:
+        """The likely reason this source yielded no bars for some days of ``symbols``, for messages."""
+        return f"{self.describe()} returned no bars for them"
+
 
 class ReplaySource(BarSource):
     """Recorded Alpha Vantage JSON responses from a folder (the offline default).
@@ -78,13 +86,41 @@ class ReplaySource(BarSource):
             raise IngestionError(f"replay folder {root} does not exist or is not a folder")
         return sorted(p for p in root.rglob("*.json") if p.is_file())
 
-    def fetch(self, dates_by_symbol: Mapping[str, Sequence[date]], interval: str) -> Iterator[Fetched]:
-        """Yield the recorded payloads of the requested symbols at ``interval``."""
+    def _parsed(self) -> Iterator[Fetched]:
         for path in self.files():
             stat = path.stat()
-            payload, parsed = _parse_file(str(path), stat.st_mtime_ns, stat.st_size)
+            yield _parse_file(str(path), stat.st_mtime_ns, stat.st_size)
+
+    def fetch(self, dates_by_symbol: Mapping[str, Sequence[date]], interval: str) -> Iterator[Fetched]:
+        """Yield the recorded payloads of the requested symbols at ``interval``."""
+        for payload, parsed in self._parsed():
             if parsed.symbol in dates_by_symbol and parsed.interval == interval:
                 yield payload, parsed
+
+    def describe(self) -> str:
+        return f"replay folder {Path(self.folder).expanduser()}"
+
+    def explain_missing(self, symbols: Sequence[str], interval: str) -> str:
+        """Says whether the folder is empty, lacks the symbols, holds them at another interval only, or
+        holds the interval but not those days."""
+        found = [parsed for _, parsed in self._parsed()]
+        if not found:
+            return f"{self.describe()} holds no *.json payloads"
+        reasons = []
+        for sym in symbols:
+            mine = [p for p in found if p.symbol == sym]
+            at_interval = [p for p in mine if p.interval == interval]
+            if not mine:
+                others = sorted({p.symbol for p in found})
+                reasons.append(f"it has no payload for {sym} (it has {', '.join(others[:10])})")
+            elif not at_interval:
+                got = sorted({p.interval for p in mine})
+                reasons.append(f"it has {sym} at {', '.join(got)} only, but the configured interval is {interval}")
+            else:
+                days = [d for p in at_interval for d in (p.bars["trade_date"].min(), p.bars["trade_date"].max()) if d]
+                span = f"{min(days)}..{max(days)}" if days else "no days"
+                reasons.append(f"its {interval} payloads of {sym} cover {span} only")
+        return f"{self.describe()}: " + "; ".join(reasons)
 
 
 class SyntheticSource(BarSource):
@@ -193,6 +229,15 @@ class AlphaVantageSource(BarSource):
             extended_hours=self.extended_hours,
             entitlement=self.entitlement,
             datatype=self.datatype,
+        )
+
+    def describe(self) -> str:
+        return "the Alpha Vantage API"
+
+    def explain_missing(self, symbols: Sequence[str], interval: str) -> str:
+        return (
+            f"the Alpha Vantage API returned no {interval} bars for those days of {', '.join(symbols)} (a listing "
+            "that did not trade then, or a month not served yet)"
         )
 
     def fetch(self, dates_by_symbol: Mapping[str, Sequence[date]], interval: str) -> Iterator[Fetched]:

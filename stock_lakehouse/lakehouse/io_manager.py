@@ -8,6 +8,8 @@ touch another partition. An input with metadata ``{"history": True}`` loads, per
 to the latest requested date (windows over earlier trading days).
 """
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -17,6 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from stock_lakehouse.lakehouse.schemas import PARTITION_COLUMNS
 from stock_lakehouse.lakehouse.spark import SparkResource
 from stock_lakehouse.partitions import BarPartition, parse_keys, partition_predicate
+from stock_lakehouse.root_cause import exception_root_cause
 
 
 def table_uri(root_uri: str, asset_key: dg.AssetKey) -> str:
@@ -25,6 +28,26 @@ def table_uri(root_uri: str, asset_key: dg.AssetKey) -> str:
 
 def table_exists(spark: SparkSession, uri: str) -> bool:
     return DeltaTable.isDeltaTable(spark, uri)
+
+
+@dataclass(frozen=True)
+class TableWrite:
+    """An asset's output with instructions for partitions it has no rows for.
+
+    Attributes:
+        df: the rows to write (for the run's partitions).
+        keep_if_present: partitions of the run that ``df`` has no rows for and whose existing rows must
+            stay: an empty or mismatched source must never erase data by accident. Partitions of this
+            list that have no rows in the table are written (as nothing) like any other.
+        keep_reason: why they are empty (source, folder, interval), for the warning.
+        skip: partitions of the run not to write at all (withheld by a quality gate): their rows, if
+            any, stay as they are.
+    """
+
+    df: DataFrame
+    keep_if_present: tuple[BarPartition, ...] = ()
+    keep_reason: str = ""
+    skip: tuple[BarPartition, ...] = ()
 
 
 class DeltaIOManager(dg.ConfigurableIOManager):
@@ -49,12 +72,47 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             writer = writer.partitionBy(*PARTITION_COLUMNS)
         writer.save(uri)
 
-    def handle_output(self, context: dg.OutputContext, obj: DataFrame | None) -> None:
+    @staticmethod
+    def _present(spark: SparkSession, uri: str, candidates: Sequence[BarPartition]) -> list[BarPartition]:
+        """Those of ``candidates`` that have rows in the table (one pruned query)."""
+        if not candidates or not table_exists(spark, uri):
+            return []
+        rows = (
+            spark.read.format("delta")
+            .load(uri)
+            .where(partition_predicate(candidates))
+            .select(*PARTITION_COLUMNS)
+            .distinct()
+            .collect()
+        )
+        return sorted(BarPartition(r["symbol"], r["trade_date"]) for r in rows)
+
+    def handle_output(self, context: dg.OutputContext, obj: DataFrame | TableWrite | None) -> None:
         if obj is None:
             return
+        write = obj if isinstance(obj, TableWrite) else TableWrite(obj)
+        obj = write.df
         uri = table_uri(self.root_uri, context.asset_key)
-        parts = self._partitions(context)
         spark = self.spark.get_session()
+        kept = self._present(spark, uri, write.keep_if_present)
+        untouched = set(kept) | set(write.skip)
+        parts = [p for p in self._partitions(context) if p not in untouched]
+        kept_meta: dict[str, Any] = {}
+        if kept:
+            keys = [f"{p.trade_date}|{p.symbol}" for p in kept]
+            context.log.warning(
+                f"{context.asset_key.to_user_string()}: kept the existing rows of {len(kept)} partition(s) the "
+                f"new data has no rows for: {', '.join(keys[:10])}{' ...' if len(keys) > 10 else ''}. "
+                f"{write.keep_reason}".strip()
+            )
+            kept_meta = {"partitions_kept": len(kept), "partitions_kept_keys": keys[:20]}
+        if write.skip:
+            kept_meta["partitions_withheld"] = len(write.skip)
+        if not parts:
+            context.add_output_metadata(
+                {"table_uri": dg.MetadataValue.path(uri), "row_count": 0, "partitions_written": 0, **kept_meta}
+            )
+            return
         predicate = partition_predicate(parts)
         try:
             try:
@@ -70,7 +128,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         except Exception as exc:
             raise RuntimeError(
                 f"writing {len(parts)} partition(s) of {context.asset_key.to_user_string()} to {uri} failed; "
-                f"the table is unchanged (Delta commits are atomic): {str(exc).splitlines()[0][:300]}"
+                f"the table is unchanged (Delta commits are atomic): {exception_root_cause(exc)}"
             ) from exc
         last = DeltaTable.forPath(spark, uri).history(1).collect()[0]
         metrics: dict[str, Any] = last["operationMetrics"] or {}
@@ -80,6 +138,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
                 "delta_version": int(last["version"]),
                 "row_count": int(metrics.get("numOutputRows", 0)),
                 "partitions_written": len(parts),
+                **kept_meta,
                 # Dagster copies output metadata onto every partition's materialization event: keep it small.
                 "partition_predicate": predicate if len(predicate) <= 300 else predicate[:300] + "...",
             }

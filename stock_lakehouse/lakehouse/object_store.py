@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,20 +30,100 @@ class S3Location:
     region: str = "us-east-1"
     path_style: bool = True
 
-    def boto3_client(self):
+    @property
+    def endpoint_url(self) -> str:
+        """The endpoint requests go to (AWS's regional one when none is set)."""
+        return self.endpoint or f"https://s3.{self.region}.amazonaws.com"
+
+    def boto3_client(
+        self, connect_timeout: float = 5.0, read_timeout: float = 60.0, attempts: int = 3, signed: bool = True
+    ):
+        """An S3 client with bounded waits: an unreachable store fails in seconds, not minutes."""
         import boto3
+        from botocore import UNSIGNED
         from botocore.config import Config
 
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             region_name=self.region,
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path" if self.path_style else "auto"}),
+            config=Config(
+                signature_version="s3v4" if signed else UNSIGNED,
+                s3={"addressing_style": "path" if self.path_style else "auto"},
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                retries={"max_attempts": attempts, "mode": "standard"},
+            ),
         )
+
+    def probe(self, bucket: str, timeout: float = 5.0) -> str | None:
+        """Why ``bucket`` cannot be used now (store unreachable, no such bucket, no or wrong keys), or None.
+
+        One HEAD request, a short timeout, no retry: the pre-flight check of a run on an ``s3a://`` lake,
+        so a wrong endpoint fails in seconds instead of after Spark's retries. Never names a key.
+        """
+        from botocore import exceptions as bex
+
+        where = f"S3 endpoint {self.endpoint_url}"
+
+        def head(signed: bool) -> None:
+            client = self.boto3_client(connect_timeout=timeout, read_timeout=timeout, attempts=1, signed=signed)
+            client.head_bucket(Bucket=bucket)
+
+        try:
+            try:
+                head(signed=True)
+            except bex.NoCredentialsError:
+                # Without keys, an unsigned HEAD still tells an unreachable store from a missing key.
+                with contextlib.suppress(bex.ClientError):
+                    head(signed=False)
+                return f"no credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        except (bex.EndpointConnectionError, bex.ConnectTimeoutError, bex.ReadTimeoutError) as exc:
+            detail = str(getattr(exc, "kwargs", {}).get("error", exc))
+            if isinstance(exc, bex.ReadTimeoutError):
+                detail = "no answer"
+            reason = next(
+                (
+                    label
+                    for needle, label in (
+                        ("refused", "connection refused"),
+                        ("no answer", f"no answer within {timeout:g} s"),
+                        ("timed out", f"no connection within {timeout:g} s"),
+                        ("timeout", f"no connection within {timeout:g} s"),
+                        ("Name or service not known", "unknown host"),
+                        ("nodename nor servname", "unknown host"),
+                        ("Temporary failure in name resolution", "unknown host"),
+                    )
+                    if needle in detail
+                ),
+                detail.splitlines()[0][:200] if detail else type(exc).__name__,
+            )
+            return f"{where} unreachable ({reason}); check s3.endpoint / STOCK_LAKEHOUSE_S3_ENDPOINT"
+        except bex.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", "")) or "error"
+            if code in ("404", "NoSuchBucket"):
+                return f"bucket {bucket!r} does not exist at {where}: create it, or fix lake_root"
+            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                return (
+                    f"{where} refused access to bucket {bucket!r} (HTTP 403): check AWS_ACCESS_KEY_ID / "
+                    "AWS_SECRET_ACCESS_KEY and the bucket's policy"
+                )
+            return f"{where} answered {code} to a HEAD of bucket {bucket!r}; check s3.endpoint and s3.region"
+        except bex.BotoCoreError as exc:
+            return f"{where} unusable ({type(exc).__name__}: {str(exc)[:200]}); check the s3 settings"
+        return None
 
     def delta_rs_options(self) -> dict[str, str]:
         """``storage_options`` for delta-rs (object_store), keys from the environment."""
-        opts = {"AWS_REGION": self.region, "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": str(not self.path_style).lower()}
+        opts = {
+            "AWS_REGION": self.region,
+            "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": str(not self.path_style).lower(),
+            # bounded waits (object_store's defaults retry for up to 3 minutes)
+            "connect_timeout": "5s",
+            "timeout": "120s",
+            "max_retries": "3",
+            "retry_timeout": "60s",
+        }
         if self.endpoint:
             opts["AWS_ENDPOINT_URL"] = self.endpoint
             opts["AWS_ALLOW_HTTP"] = str(self.endpoint.startswith("http://")).lower()

@@ -4,9 +4,19 @@ One session per process: ``getOrCreate`` returns the running one, and the job us
 executor, so a Dagster run starts at most one JVM. The Delta and S3A jars are resolved by Spark's own
 Ivy resolver on first use (``spark.jars.packages``, cached in ``~/.ivy2``); once they are in the cache
 later sessions load them straight from disk (``spark.jars``), skipping resolution.
+
+Temp files: each process gets its own folder, ``<temp dir>/stock-lakehouse-spark-<uid>/<pid>-<start>``,
+as ``spark.local.dir`` and as the JVM's ``java.io.tmpdir``. Spark puts there the driver's copies of
+the ``spark.jars`` (``spark-*/userFiles-*``: 277 MB, almost all of it the AWS SDK bundle), shuffle
+and spill blocks (``blockmgr-*``), pyspark's broadcast files and the native libraries it unpacks. A JVM
+that ends normally deletes its files; one that is killed cannot, so every new session removes the
+folders of processes that are gone (:func:`remove_dead_spark_dirs`).
 """
 
 import os
+import re
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,6 +25,8 @@ import dagster as dg
 from dagster_pyspark.resources import spark_session_from_config
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
+
+from stock_lakehouse.recovery import process_alive, process_start_ticks
 
 DELTA_VERSION = "3.3.2"
 HADOOP_AWS_VERSION = "3.3.4"  # must equal the Hadoop bundled in pyspark 3.5
@@ -28,6 +40,9 @@ JAR_FILES = (
     "com.amazonaws_aws-java-sdk-bundle-1.12.262.jar",
     "org.wildfly.openssl_wildfly-openssl-1.0.7.Final.jar",
 )
+#: The driver's log4j2 configuration: nothing on the terminal below fatal (see the file).
+LOG4J2_CONFIG = Path(__file__).resolve().with_name("log4j2.properties")
+_LOG4J2_OPT = f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}"
 
 _lock = threading.Lock()
 _sessions_started = 0
@@ -46,6 +61,35 @@ def cached_jars() -> list[str] | None:
 def sessions_started() -> int:
     """How many Spark sessions (JVMs) this process has started: 0 or 1 in normal use."""
     return _sessions_started
+
+
+def spark_tmp_root() -> Path:
+    """The folder holding every process's Spark temp folder (one root per user)."""
+    user = f"-{os.getuid()}" if hasattr(os, "getuid") else ""
+    return Path(tempfile.gettempdir()) / f"stock-lakehouse-spark{user}"
+
+
+def process_spark_dir(pid: int | None = None) -> Path:
+    """The Spark temp folder of a process (default: this one): ``<root>/<pid>-<start ticks>``."""
+    pid = pid or os.getpid()
+    return spark_tmp_root() / f"{pid}-{process_start_ticks(pid) or 0}"
+
+
+def remove_dead_spark_dirs() -> list[Path]:
+    """Delete the Spark temp folders of processes that are gone (killed JVMs cannot clean up).
+
+    Returns:
+        The folders removed.
+    """
+    root = spark_tmp_root()
+    removed = []
+    for child in root.iterdir() if root.is_dir() else ():
+        match = re.fullmatch(r"(\d+)-(\d+)", child.name)
+        if not match or process_alive(int(match[1]), int(match[2]) or None):
+            continue
+        shutil.rmtree(child, ignore_errors=True)
+        removed.append(child)
+    return removed
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -91,7 +135,8 @@ class SparkResource(dg.ConfigurableResource):
             "spark.sql.execution.arrow.pyspark.enabled": "true",
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
-            "spark.driver.extraJavaOptions": "-Dlog4j2.rootLogger.level=error -Duser.timezone=UTC",
+            "spark.driver.extraJavaOptions": "-Dlog4j2.rootLogger.level=error -Duser.timezone=UTC "
+            + (f'"{_LOG4J2_OPT}"' if " " in _LOG4J2_OPT else _LOG4J2_OPT),
             "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
             "spark.hadoop.fs.s3a.path.style.access": str(self.s3_path_style).lower(),
             "spark.hadoop.fs.s3a.endpoint.region": self.s3_region,
@@ -99,6 +144,13 @@ class SparkResource(dg.ConfigurableResource):
                 "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider,"
                 "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
             ),
+            # An unreachable or stuck store fails in about a minute instead of retrying for many: 5 s to
+            # connect, 60 s per read, 3 SDK attempts, 3 S3A retries (Hadoop 3.3.4: 200 s, 20 and 7).
+            "spark.hadoop.fs.s3a.connection.establish.timeout": "5000",
+            "spark.hadoop.fs.s3a.connection.timeout": "60000",
+            "spark.hadoop.fs.s3a.attempts.maximum": "3",
+            "spark.hadoop.fs.s3a.retry.limit": "3",
+            "spark.hadoop.fs.s3a.retry.interval": "500ms",
         }
         if jars:
             conf["spark.jars"] = ",".join(jars)
@@ -108,6 +160,12 @@ class SparkResource(dg.ConfigurableResource):
         if self.s3_endpoint:
             conf["spark.hadoop.fs.s3a.endpoint"] = self.s3_endpoint
             conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(self.s3_endpoint.startswith("https")).lower()
+        # Every temp file of the driver under this process's folder, removed by the next session once
+        # the process is gone (see the module docstring); quoted for the JVM if the path has spaces.
+        local_dir = str(process_spark_dir())
+        conf["spark.local.dir"] = local_dir
+        tmp_opt = f"-Djava.io.tmpdir={local_dir}"
+        conf["spark.driver.extraJavaOptions"] += f' "{tmp_opt}"' if " " in local_dir else f" {tmp_opt}"
         conf.update(self.conf)
         return conf
 
@@ -134,8 +192,10 @@ class SparkResource(dg.ConfigurableResource):
             if SparkContext._active_spark_context is not None:
                 session = SparkSession.builder.getOrCreate()
             else:
+                remove_dead_spark_dirs()
+                process_spark_dir().mkdir(parents=True, exist_ok=True)
                 session = spark_session_from_config(self.spark_conf())
-                session.sparkContext.setLogLevel("ERROR")
+                session.sparkContext.setLogLevel("FATAL")  # as log4j2.properties: errors reach Python
                 _sessions_started += 1
             self._apply_s3(session)
             return session

@@ -1,10 +1,13 @@
 """SodaCL rules as Dagster asset checks: one multi-asset check (one Soda scan) per table per run.
 
 The check loads exactly the partitions the run materialized (through the Delta IO manager), scans
-them once, and reports every rule as its own asset check with Soda's measured value. Fail-level rules
-are blocking: a failure stops downstream layers in that run. When every partition of the run is a
-closed-market day the tables hold no rows by design; the rules are then reported as passed with
-``outcome: skipped (market closed)`` rather than failing ``row_count > 0`` on a holiday.
+them once, and reports every rule as its own asset check with Soda's measured value. Fail-level table
+rules are blocking: a failure stops downstream layers in that run. Row-quality rules
+(``gate: partition``) are judged per partition by ``quality/gates.py`` in one grouped query instead of
+the scan; they never block the run: a partition above the share is withheld by gold and BI, and the
+rule reports ERROR naming it (WARN when every partition stayed within the share). When every
+partition of the run is a closed-market day the tables hold no rows by design; the rules are then
+reported as passed with ``outcome: skipped (market closed)`` rather than failing ``row_count > 0``.
 """
 
 from collections.abc import Callable, Iterator
@@ -15,7 +18,8 @@ from pyspark.sql import DataFrame
 
 from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.partitions import BarPartition, parse_keys
-from stock_lakehouse.quality.rules import QUALITY_DIR, RuleSuite, load_suite
+from stock_lakehouse.quality.gates import QualityGate, Verdict
+from stock_lakehouse.quality.rules import QUALITY_DIR, Rule, RulesError, RuleSuite, load_suite
 from stock_lakehouse.quality.soda_runner import run_scan
 
 #: Extra checks in Python for what SodaCL cannot say: (spec, function(df, partitions) -> result).
@@ -64,6 +68,31 @@ def regular_bars_every_trading_day(asset_key: dg.AssetKey) -> PlainCheck:
     return spec, evaluate
 
 
+def _partition_rule_result(
+    asset_key: dg.AssetKey, rule: Rule, verdicts: list[Verdict], meta: dict[str, object], max_share: float
+) -> dg.AssetCheckResult:
+    """One row-quality rule over the run: ERROR naming the partitions it helped withhold, WARN when
+    bars failed but every partition stayed within ``max_share``, pass otherwise. Never blocking."""
+    failing = sorted((v for v in verdicts if rule.name in v.by_rule), key=lambda v: v.key)
+    withheld = [v for v in failing if v.withheld]
+    outcome = f"withheld {len(withheld)} partition(s)" if withheld else ("warn" if failing else "pass")
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=rule.name,
+        passed=not failing,
+        severity=dg.AssetCheckSeverity.ERROR if withheld else dg.AssetCheckSeverity.WARN,
+        metadata={
+            **meta,
+            "outcome": outcome,
+            "soda_value": sum(v.by_rule[rule.name] for v in failing),
+            "max_invalid_share": max_share,
+            "partitions_with_failures": len(failing),
+            "withheld_partitions": [v.describe() for v in withheld[:MAX_LISTED_PARTITIONS]],
+            "warned_partitions": [v.describe() for v in failing if not v.withheld][:MAX_LISTED_PARTITIONS],
+        },
+    )
+
+
 def build_soda_checks(
     asset_key: dg.AssetKey,
     rules_file: Path,
@@ -76,10 +105,14 @@ def build_soda_checks(
         dg.AssetCheckSpec(
             rule.name,
             asset=asset_key,
-            blocking=not rule.warn_only,
+            blocking=not rule.warn_only and rule.gate == "table",
             description=rule.definition,
             partitions_def=partitions_def,
-            metadata={"sodacl_file": rules_file.name, "severity": "WARN" if rule.warn_only else "ERROR"},
+            metadata={
+                "sodacl_file": rules_file.name,
+                "severity": "WARN" if rule.warn_only else "ERROR",
+                "gate": rule.gate,
+            },
         )
         for rule in suite.rules
     ]
@@ -96,7 +129,7 @@ def build_soda_checks(
         description=f"Soda Core scan of {rules_file.name} over the run's partitions.",
     )
     def soda_checks(
-        context: dg.AssetCheckExecutionContext, table: DataFrame, ingestion: IngestionConfig
+        context: dg.AssetCheckExecutionContext, table: DataFrame, ingestion: IngestionConfig, quality: QualityGate
     ) -> Iterator[dg.AssetCheckResult]:
         parts = parse_keys(context.partition_keys)
         meta = _partition_metadata(parts)
@@ -113,7 +146,11 @@ def build_soda_checks(
         try:
             report = run_scan(table, suite)
             context.log.info(f"Soda scan of {suite.view}: {len(suite.rules)} rules, {report.seconds:.2f}s")
-            for rule in suite.rules:
+            if suite.partition_rules:
+                verdicts = list(quality.verdicts(context.run.run_id, table, parts).values())
+                for rule in suite.partition_rules:
+                    yield _partition_rule_result(asset_key, rule, verdicts, meta, quality.max_invalid_share)
+            for rule in suite.table_rules:
                 res = report.results[rule.name]
                 metadata = {**meta, "outcome": res.outcome, "scan_seconds": round(report.seconds, 3)}
                 if res.value is not None:
@@ -145,6 +182,8 @@ def build_quality_checks(
         path = rules_dir / f"{layer}.yml"
         if not path.is_file():
             continue
+        if layer != "silver" and load_suite(path).partition_rules:
+            raise RulesError(f"{path}: 'gate: partition' rules are judged on silver's bars; move them to silver.yml")
         plain = (regular_bars_every_trading_day(key),) if layer == "silver" else ()
         checks.append(build_soda_checks(key, path, partitions_def, plain))
     return checks

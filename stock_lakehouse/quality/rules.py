@@ -4,6 +4,13 @@ Nothing here lists rule names: they come from the YAML when definitions load, so
 file adds a Dagster asset check. A rule's Dagster name is its ``name:`` attribute, or a slug of its
 check line. Rules configured with ``warn:`` and no ``fail:`` are warnings (never block); every other
 rule is an error-level gate.
+
+Two kinds of gate (DESIGN §8). By default a rule guards the *table* (schema, keys, timestamps): it is
+judged over the run and a failure blocks downstream layers for the whole run. A rule marked
+``gate: partition`` guards *rows* (prices, volume, ranges): it must say which bar fails
+(``missing_count``, ``invalid_count`` with valid min/max/values, or ``failed rows`` with a
+``fail condition``), and it is judged per (symbol, trade_date) as a share of that partition's bars
+(``quality/gates.py``), so one bad bar never stops the other partitions.
 """
 
 from __future__ import annotations
@@ -31,6 +38,36 @@ class Rule:
     line: str  # the check line, e.g. "row_count > 0" or "schema"
     config: dict[str, Any]
     warn_only: bool
+    #: "table" (judged over the run, blocking) or "partition" (judged per partition as a share of bars)
+    gate: str = "table"
+
+    @property
+    def failing_bar(self) -> str:
+        """SQL condition true for a bar this rule rejects (partition-gated rules only).
+
+        Raises:
+            RulesError: the rule's form does not say which bar fails.
+        """
+        m = re.fullmatch(r"(missing|invalid)_count\((\w+)\)\s*=\s*0", self.line.strip())
+        if self.line == "failed rows" and self.config.get("fail condition"):
+            return f"({self.config['fail condition']})"
+        if m and m.group(1) == "missing":
+            return f"({m.group(2)} IS NULL)"
+        if m:
+            col, conds = m.group(2), []
+            if "valid min" in self.config:
+                conds.append(f"{col} < {float(self.config['valid min'])!r}")
+            if "valid max" in self.config:
+                conds.append(f"{col} > {float(self.config['valid max'])!r}")
+            if "valid values" in self.config:
+                values = ", ".join("'" + str(v).replace("'", "") + "'" for v in self.config["valid values"])
+                conds.append(f"{col} NOT IN ({values})")
+            if conds:
+                return f"({col} IS NOT NULL AND ({' OR '.join(conds)}))"
+        raise RulesError(
+            f"rule {self.name!r} ({self.line}): a 'gate: partition' rule must be missing_count(col) = 0, "
+            "invalid_count(col) = 0 with valid min/max/values, or failed rows with a fail condition"
+        )
 
     @property
     def definition(self) -> str:
@@ -45,11 +82,20 @@ class RuleSuite:
     view: str
     rules: tuple[Rule, ...]
 
+    @property
+    def table_rules(self) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if r.gate == "table")
+
+    @property
+    def partition_rules(self) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if r.gate == "partition")
+
     def sodacl(self) -> str:
-        """The file as Soda will run it: every check named after its Dagster check, without failed-row
-        samples (each sample is one more Spark query, and samples go nowhere without Soda Cloud)."""
+        """The table rules as Soda will run them: every check named after its Dagster check, without
+        failed-row samples (each sample is one more Spark query, and samples go nowhere without Soda
+        Cloud). Partition rules are judged by one grouped query of their own (``quality/gates.py``)."""
         checks = []
-        for rule in self.rules:
+        for rule in self.table_rules:
             config = {**rule.config, "name": rule.name}
             if rule.line != "schema":
                 config.setdefault("samples limit", 0)
@@ -92,7 +138,16 @@ def load_suite(path: Path) -> RuleSuite:
         if any(r.name == name for r in rules):
             raise RulesError(f"{path}: two checks are named {name!r}; give one a different 'name:'")
         warn_only = "warn" in config and "fail" not in config
-        rules.append(Rule(name=name, line=str(line), config=config, warn_only=warn_only))
+        gate = str(config.pop("gate", "table"))
+        if gate not in ("table", "partition"):
+            raise RulesError(f"{path}: check {name!r} has gate {gate!r}; use table or partition")
+        rule = Rule(name=name, line=str(line), config=config, warn_only=warn_only, gate=gate)
+        if gate == "partition":
+            try:
+                rule.failing_bar  # noqa: B018 - validates the rule's form at load
+            except RulesError as exc:
+                raise RulesError(f"{path}: {exc}") from None
+        rules.append(rule)
     if not rules:
         raise RulesError(f"{path}: no checks")
     return RuleSuite(path=path, view=view, rules=tuple(rules))

@@ -53,7 +53,7 @@ def run_scan(df: DataFrame, suite: RuleSuite) -> ScanReport:
     scan.execute()
     measured = {c["name"]: c for c in scan.get_scan_results().get("checks", [])}
     results = {}
-    for rule in suite.rules:
+    for rule in suite.table_rules:
         check = measured.get(rule.name)
         if check is None:
             results[rule.name] = RuleResult(rule.name, "not evaluated")

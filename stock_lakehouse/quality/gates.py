@@ -1,0 +1,113 @@
+"""Row-quality gates judged per (symbol, trade_date) partition: one bad bar never stops a backfill.
+
+Why: silver keeps every bar, flagged, and gold uses valid bars only, so a rule about single bars
+(close present, low <= high, ...) adds protection only where bad bars are a large share of a day's
+bars: there the day's figures would rest on too little. Blocking the whole run for one glitch from the
+API would withhold every other symbol and day with it. So the ``gate: partition`` rules of the silver
+SodaCL file are evaluated in one grouped query over the run's partitions, and a partition whose share
+of bars failing any of them is above ``max_invalid_share`` is *withheld*: gold and BI leave its rows as
+they were. At or below the share it proceeds from its valid bars and the rule reports a warning.
+
+The silver check reports the verdicts; gold and BI enforce them. All three ask the same
+``QualityGate`` for the same run and get the verdicts computed once per run (they share a process
+under the in-process executor; a step in another process computes them again, with the same result).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from stock_lakehouse.partitions import BarPartition, partition_predicate
+from stock_lakehouse.quality.rules import QUALITY_DIR, Rule, load_suite
+
+_CACHE_SIZE = 8
+_cache: OrderedDict[tuple[str, str, tuple[BarPartition, ...]], dict[BarPartition, Verdict]] = OrderedDict()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How one partition's bars fared against the partition rules."""
+
+    partition: BarPartition
+    bars: int
+    #: bars failing at least one partition rule
+    invalid: int
+    withheld: bool
+    #: rule name -> bars failing it (rules with no failure left out)
+    by_rule: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.partition.trade_date}|{self.partition.symbol}"
+
+    @property
+    def share(self) -> float:
+        return self.invalid / self.bars if self.bars else 0.0
+
+    def describe(self) -> str:
+        """``2024-03-04|XYZ: 3 of 60 bars (5.00%) fail silver_low_not_above_high 1, ...``"""
+        rules = ", ".join(f"{name} {n}" for name, n in sorted(self.by_rule.items()))
+        return f"{self.key}: {self.invalid} of {self.bars} bars ({100 * self.share:.2f}%) fail {rules}"
+
+
+def judge_partitions(silver: DataFrame, rules: Sequence[Rule], max_share: float) -> dict[BarPartition, Verdict]:
+    """Verdicts for every partition with bars in ``silver``: one grouped Spark query.
+
+    Args:
+        silver: rows of ``silver/stock_clean`` (any set of partitions).
+        rules: the ``gate: partition`` rules; each says which bar fails (``Rule.failing_bar``).
+        max_share: a partition whose share of failing bars is above this is withheld.
+    """
+    if not rules:
+        return {}
+    failing = {r.name: F.coalesce(F.expr(r.failing_bar), F.lit(False)) for r in rules}
+    any_failing = F.lit(False)
+    for cond in failing.values():
+        any_failing = any_failing | cond
+    aggs = [F.count(F.lit(1)).alias("_bars"), F.sum(F.when(any_failing, 1).otherwise(0)).alias("_invalid")]
+    aggs += [F.sum(F.when(cond, 1).otherwise(0)).alias(f"_r{i}") for i, cond in enumerate(failing.values())]
+    out: dict[BarPartition, Verdict] = {}
+    for row in silver.groupBy("symbol", "trade_date").agg(*aggs).collect():
+        part = BarPartition(row["symbol"], row["trade_date"])
+        bars, invalid = int(row["_bars"]), int(row["_invalid"])
+        by_rule = {name: int(row[f"_r{i}"]) for i, name in enumerate(failing) if row[f"_r{i}"]}
+        out[part] = Verdict(part, bars, invalid, withheld=bars > 0 and invalid / bars > max_share, by_rule=by_rule)
+    return out
+
+
+class QualityGate(dg.ConfigurableResource):
+    """The per-partition row-quality gate of silver (see the module docstring).
+
+    Attributes:
+        rules_file: the silver SodaCL file; its ``gate: partition`` rules are the gate.
+        max_invalid_share: share of a partition's bars that may fail (default 1 %); above it the
+            partition is withheld from gold and BI.
+    """
+
+    rules_file: str = str(QUALITY_DIR / "silver.yml")
+    max_invalid_share: float = 0.01
+
+    def rules(self) -> tuple[Rule, ...]:
+        path = Path(self.rules_file)
+        return load_suite(path).partition_rules if path.is_file() else ()
+
+    def verdicts(self, run_id: str, silver: DataFrame, parts: Sequence[BarPartition]) -> dict[BarPartition, Verdict]:
+        """Verdicts for ``parts`` of this run (computed once per run and partition set)."""
+        key = (run_id, f"{self.rules_file}:{self.max_invalid_share}", tuple(sorted(parts)))
+        if key not in _cache:
+            rows = silver.where(partition_predicate(parts)) if parts else silver
+            _cache[key] = judge_partitions(rows, self.rules(), self.max_invalid_share)
+            while len(_cache) > _CACHE_SIZE:
+                _cache.popitem(last=False)
+        return _cache[key]
+
+    def withheld(self, run_id: str, silver: DataFrame, parts: Sequence[BarPartition]) -> list[Verdict]:
+        """The withheld partitions of ``parts``, sorted."""
+        return sorted((v for v in self.verdicts(run_id, silver, parts).values() if v.withheld), key=lambda v: v.key)

@@ -1,0 +1,24 @@
+"""What the UI shows of each table asset: its layer as the group, and the column schema enforced on write."""
+
+from stock_lakehouse.assets import keys
+from stock_lakehouse.lakehouse import schemas
+from stock_lakehouse.settings import load_settings
+from stock_lakehouse.wiring import build_definitions
+
+
+def test_assets_are_grouped_by_layer_and_carry_their_column_schema(clean_env):
+    defs = build_definitions(load_settings())
+    expected = {
+        keys.BRONZE: ("bronze", schemas.BRONZE),
+        keys.SILVER: ("silver", schemas.SILVER),
+        keys.GOLD: ("gold", schemas.GOLD),
+        keys.BI: ("gold", schemas.BI),
+    }
+    by_key = {a.key: a for a in defs.assets}
+    for key, (group, schema) in expected.items():
+        asset = by_key[key]
+        assert asset.group_names_by_key[key] == group
+        columns = asset.metadata_by_key[key]["dagster/column_schema"].columns
+        assert [(c.name, c.type, c.constraints.nullable) for c in columns] == [
+            (f.name, f.dataType.simpleString(), f.nullable) for f in schema.fields
+        ]

@@ -1,0 +1,404 @@
+"""Hostile and broken input destroys nothing: symbols that try to rewrite predicates or paths, empty and
+mismatched sources over existing partitions, non-finite prices, odd timestamps.
+
+Every scenario starts from a lake with data and ends by comparing every table with its state before:
+the partitions the scenario did not legitimately change must be frame-equal (all columns, exact).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from stock_lakehouse.ingestion.alphavantage import AlphaVantageClient, intraday_request
+from stock_lakehouse.ingestion.budget import RequestBudget
+from stock_lakehouse.ingestion.errors import MalformedPayloadError
+from stock_lakehouse.ingestion.landing import LandingZone
+from stock_lakehouse.ingestion.parser import parse_payload
+from stock_lakehouse.ingestion.synthetic import intraday_payload
+from stock_lakehouse.lakehouse.reader import read_table
+from stock_lakehouse.materialize import run_materialize
+from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, BarPartition, parse_keys, partition_predicate
+from stock_lakehouse.settings import SettingsError, load_settings
+from stock_lakehouse.symbols import validate_symbol
+from stock_lakehouse.wiring import LAKEHOUSE_JOB, build_definitions
+from stock_lakehouse_tests.conftest import FIXTURES, NVDA_SAMPLE, REPO
+from stock_lakehouse_tests.fake_alphavantage import FakeAlphaVantage
+
+pytestmark = pytest.mark.faults
+
+TABLES = ("bronze", "silver", "gold", "bi")
+HOSTILE = [
+    "X') OR (TRUE) --",
+    "X\\') OR (TRUE) --",
+    "../../../../x",
+    "A' OR '1'='1",
+    "NVDA;DROP",
+    "a b",
+    "",
+    "X" * 21,
+    "-X",
+    ".X",
+]
+
+
+def tables(lake: Path) -> dict[str, pd.DataFrame]:
+    return {t: read_table(str(lake), t) for t in TABLES}
+
+
+def assert_unchanged(before: dict[str, pd.DataFrame], lake: Path, *, except_: set[tuple[str, date]] = frozenset()):
+    """Every row of every table outside ``except_`` partitions is as it was (all columns, exact)."""
+    after = tables(lake)
+    for name in TABLES:
+
+        def outside(df: pd.DataFrame) -> pd.DataFrame:
+            keep = [(s, d) not in except_ for s, d in zip(df["symbol"], df["trade_date"], strict=True)]
+            return df[keep].reset_index(drop=True)
+
+        # dtype may differ (a null elsewhere turns an int column float), values may not
+        pd.testing.assert_frame_equal(
+            outside(after[name]), outside(before[name]), check_exact=True, check_dtype=False, obj=name
+        )
+
+
+def materialize(lake: Path, symbols, start: str, end: str, **overrides):
+    return run_materialize(
+        symbols, date.fromisoformat(start), date.fromisoformat(end), {"lake_root": str(lake), **overrides}
+    )
+
+
+@pytest.fixture()
+def nvda_lake(spark, lake, dagster_home, clean_env, tmp_path) -> tuple[Path, dict[str, pd.DataFrame]]:
+    """A lake with the bundled NVDA sample (2024-03-01..12) in all four tables."""
+    replay = tmp_path / "sample"
+    replay.mkdir()
+    (replay / "nvda.json").write_bytes(NVDA_SAMPLE.read_bytes())
+    ok, _, error = materialize(lake, ["NVDA"], "2024-03-01", "2024-03-12", source="replay", replay_dir=str(replay))
+    assert ok, error
+    return lake, tables(lake)
+
+
+# --- symbols -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", HOSTILE)
+def test_the_validator_refuses_hostile_symbols(raw):
+    with pytest.raises(ValueError, match="invalid symbol"):
+        validate_symbol(raw, "a test")
+
+
+@pytest.mark.parametrize("raw", ["nvda", " BRK.B ", "BRK-B", "SHOP.TRT", "EURUSD", "7203.T"])
+def test_the_validator_keeps_real_tickers(raw):
+    assert validate_symbol(raw, "a test") == raw.strip().upper()
+
+
+@pytest.mark.parametrize("raw", [s for s in HOSTILE if s])
+def test_no_predicate_and_no_partition_key_carries_a_hostile_symbol(raw):
+    with pytest.raises(ValueError, match="invalid symbol"):
+        partition_predicate([BarPartition(raw, date(2024, 3, 4))])
+    with pytest.raises(ValueError, match="invalid symbol"):
+        parse_keys([f"2024-03-04|{raw}"])
+    with pytest.raises(SettingsError, match="invalid symbol"):
+        load_settings(overrides={"symbols": ["NVDA", raw]})
+
+
+def test_cli_refuses_a_hostile_symbol_before_touching_the_instance(tmp_path, clean_env):
+    home = tmp_path / "home"
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "stock-lakehouse"), "materialize", "--source", "synthetic",
+         "--symbols", "X\\') OR (TRUE) --", "--start", "2024-03-04", "--lake-root", str(tmp_path / "lake")],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+        env={**__import__("os").environ, "DAGSTER_HOME": str(home)},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "invalid symbol" in proc.stderr and "--symbols" in proc.stderr
+    assert not (tmp_path / "lake").exists()
+    assert not home.exists() or not (home / "storage").exists()  # nothing recorded, no partition added
+
+
+@pytest.mark.spark
+def test_a_partition_added_in_the_ui_with_a_hostile_symbol_changes_nothing(nvda_lake, dagster_home):
+    lake, before = nvda_lake
+    instance = dg.DagsterInstance.get()
+    hostile = "X\\') OR (TRUE) --"
+    instance.add_dynamic_partitions(SYMBOLS_PARTITIONS_NAME, [hostile])  # what the UI's "add partition" does
+    settings = load_settings(overrides={"lake_root": str(lake), "source": "synthetic"})
+    job = build_definitions(settings).resolve_job_def(LAKEHOUSE_JOB)
+    result = job.execute_in_process(
+        instance=instance,
+        partition_key=dg.MultiPartitionKey({"symbol": hostile, "date": "2024-03-04"}),
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    messages = []
+    while failure is not None:
+        messages.append(failure.message)
+        failure = failure.cause
+    assert any("invalid symbol" in m for m in messages), messages
+    assert_unchanged(before, lake)
+
+
+# --- paths ---------------------------------------------------------------------------------------------
+
+
+def traversal_payload(symbol: str = "../../../../x", interval: str = "1min") -> bytes:
+    doc = json.loads(NVDA_SAMPLE.read_text())
+    doc["Meta Data"]["2. Symbol"] = symbol
+    doc["Meta Data"]["4. Interval"] = interval
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize("symbol,interval", [("../../../../x", "1min"), ("NVDA", "../../x"), ("NVDA/../../y", "1min")])
+def test_meta_data_cannot_name_a_path(tmp_path, symbol, interval):
+    path = tmp_path / "evil.json"
+    with pytest.raises(MalformedPayloadError, match=r"evil\.json.*invalid (symbol|interval)"):
+        parse_payload(traversal_payload(symbol, interval), str(path))
+    with pytest.raises(ValueError, match="invalid"):
+        LandingZone.folder("TIME_SERIES_INTRADAY", symbol, interval, "2024-03")
+    with pytest.raises(ValueError, match="invalid month"):
+        LandingZone.folder("TIME_SERIES_INTRADAY", "NVDA", "1min", "../..")
+
+
+@pytest.mark.spark
+def test_a_replay_file_whose_meta_data_walks_out_writes_nothing_anywhere(nvda_lake, tmp_path):
+    lake, before = nvda_lake
+    replay = tmp_path / "evil" / "a" / "b"
+    replay.mkdir(parents=True)
+    (replay / "evil.json").write_bytes(traversal_payload())
+
+    def files():  # the instance records the failed run; nothing else may appear
+        return {p for p in tmp_path.rglob("*") if p.is_file() and "dagster_home" not in p.parts}
+
+    files_before = files()
+    ok, _, error = materialize(lake, ["NVDA"], "2024-03-04", "2024-03-04", source="replay", replay_dir=str(replay))
+    assert not ok
+    assert "evil.json" in error and "invalid symbol" in error
+    assert files() == files_before
+    # where lake/landing/TIME_SERIES_INTRADAY/../../../../x would have led
+    assert not (tmp_path.parent / "x").exists()
+    assert_unchanged(before, lake)
+
+
+def test_the_live_source_refuses_a_response_for_another_symbol_or_interval(tmp_path):
+    other = tmp_path / "msft.json"
+    other.write_bytes(traversal_payload("MSFT", "5min"))
+    with FakeAlphaVantage(FIXTURES, "K", recordings={("IBM", "2024-03"): other}) as fake:
+        budget = RequestBudget(tmp_path / "budget.sqlite", per_second=0, per_minute=0, per_day=100)
+        client = AlphaVantageClient("K", budget, base_url=fake.url, timeout=5, max_retries=0, backoff_seconds=0)
+        with pytest.raises(MalformedPayloadError, match="MSFT 5min, not the requested TIME_SERIES_INTRADAY IBM 5min"):
+            client.fetch(intraday_request("IBM", "5min", month="2024-03"))
+
+
+# --- empty and mismatched sources ----------------------------------------------------------------------
+
+
+@pytest.mark.spark
+def test_an_empty_replay_folder_erases_nothing_and_says_why(nvda_lake, tmp_path):
+    lake, before = nvda_lake
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    ok, _, error = materialize(lake, ["NVDA"], "2024-03-04", "2024-03-05", source="replay", replay_dir=str(empty))
+    assert not ok
+    assert str(empty) in error and "no *.json payloads" in error, error
+    assert_unchanged(before, lake)
+
+
+@pytest.mark.spark
+def test_a_payload_of_another_interval_erases_nothing_and_says_why(nvda_lake, tmp_path):
+    lake, before = nvda_lake
+    replay = tmp_path / "five"
+    replay.mkdir()
+    (replay / "nvda_5min.json").write_bytes(
+        intraday_payload("NVDA", [date(2024, 3, 4), date(2024, 3, 5)], "5min", seed=7)
+    )
+    ok, _, error = materialize(lake, ["NVDA"], "2024-03-04", "2024-03-05", source="replay", replay_dir=str(replay))
+    assert not ok
+    assert "NVDA at 5min only, but the configured interval is 1min" in error, error
+    assert_unchanged(before, lake)
+
+
+def one_day_of_sample(day: str) -> bytes:
+    doc = json.loads(NVDA_SAMPLE.read_text())
+    doc["Time Series (1min)"] = {k: v for k, v in doc["Time Series (1min)"].items() if k.startswith(day)}
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.spark
+def test_a_source_missing_some_days_keeps_their_rows_unless_told(nvda_lake, tmp_path):
+    lake, before = nvda_lake
+    replay = tmp_path / "partial"
+    replay.mkdir()
+    (replay / "only_0304.json").write_bytes(one_day_of_sample("2024-03-04"))
+    ok, summary, error = materialize(
+        lake, ["NVDA"], "2024-03-04", "2024-03-05", source="replay", replay_dir=str(replay)
+    )
+    assert ok, error
+    assert summary.metadata["bronze"]["partitions_kept"] == 1
+    assert summary.metadata["bronze"]["partitions_kept_keys"] == ["2024-03-05|NVDA"]
+    # 03-04 was rewritten from the same bars (new ingestion time); 03-05 was not touched at all.
+    assert_unchanged(before, lake, except_={("NVDA", date(2024, 3, 4))})
+    after = tables(lake)
+    for name in ("silver", "gold"):
+        cols = [c for c in after[name].columns if c not in ("ingested_at", "payload_hash")]
+        day = after[name][after[name]["trade_date"] == date(2024, 3, 4)][cols].reset_index(drop=True)
+        old = before[name][before[name]["trade_date"] == date(2024, 3, 4)][cols].reset_index(drop=True)
+        pd.testing.assert_frame_equal(day, old, obj=name)
+
+    # Asked explicitly, the same run empties 03-05.
+    ok, _, error = materialize(
+        lake, ["NVDA"], "2024-03-04", "2024-03-05", source="replay", replay_dir=str(replay), allow_empty_overwrite=True
+    )
+    assert ok, error
+    bronze = read_table(str(lake), "bronze")
+    assert not (bronze["trade_date"] == date(2024, 3, 5)).any()
+    assert_unchanged(before, lake, except_={("NVDA", date(2024, 3, 4)), ("NVDA", date(2024, 3, 5))})
+
+
+# --- values --------------------------------------------------------------------------------------------
+
+
+def crafted_day(edits: dict[str, dict[str, str]], relabel: dict[str, str] | None = None) -> bytes:
+    """NVDA's 2024-03-04 with some bars' fields replaced and some labels renamed."""
+    doc = json.loads(one_day_of_sample("2024-03-04"))
+    series = doc["Time Series (1min)"]
+    for label, fields in edits.items():
+        series[label].update(fields)
+    for old, new in (relabel or {}).items():
+        series[new] = series.pop(old)
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.spark
+def test_non_finite_and_unreadable_prices_are_invalid(nvda_lake, tmp_path):
+    lake, before = nvda_lake
+    replay = tmp_path / "nan"
+    replay.mkdir()
+    edits = {
+        "2024-03-04 10:00:00": {"4. close": "NaN"},
+        "2024-03-04 10:01:00": {"2. high": "1e309"},
+        "2024-03-04 10:02:00": {"1. open": "-Infinity"},
+        "2024-03-04 10:03:00": {"3. low": "abc"},
+        "2024-03-04 10:04:00": {"5. volume": "NaN"},
+        "2024-03-04 10:05:00": {"5. volume": "1e309"},
+    }
+    (replay / "day.json").write_bytes(crafted_day(edits))
+    ok, _, error = materialize(lake, ["NVDA"], "2024-03-04", "2024-03-04", source="replay", replay_dir=str(replay))
+    # Silver is written before its checks run; row-quality rules may then block gold and BI (their
+    # threshold is another issue). Either way the bars are flagged and no other partition changed.
+    silver = read_table(str(lake), "silver")
+    day = silver[silver["trade_date"] == date(2024, 3, 4)]
+    day = day.set_index(day["ts_local"].dt.strftime("%H:%M"))
+    expected = {
+        "10:00": "nonfinite_close",
+        "10:01": "nonfinite_high",
+        "10:02": "nonfinite_open",
+        "10:03": "unparseable_low",
+        "10:04": "unparseable_volume",
+        "10:05": "unparseable_volume",
+    }
+    for hhmm, reason in expected.items():
+        assert not day.loc[hhmm, "is_valid"] and reason in day.loc[hhmm, "dq_reason"], (hhmm, day.loc[hhmm])
+    assert day["is_valid"].sum() == len(day) - len(expected)
+    assert_unchanged(before, lake, except_={("NVDA", date(2024, 3, 4))})
+    if ok:
+        gold = read_table(str(lake), "gold")
+        row = gold[gold["trade_date"] == date(2024, 3, 4)]
+        assert row[["open", "high", "low", "close", "vwap", "avg_price"]].notna().all(axis=None)
+        assert int(row["invalid_bar_count"].iloc[0]) == len(expected)
+    else:
+        assert "silver" in error, error
+
+
+@pytest.mark.spark
+def test_transform_flags_non_finite_values(spark):
+    from stock_lakehouse.lakehouse.transforms import to_silver
+
+    rows = []
+    for i, (o, h, low, c, v) in enumerate(
+        [
+            ("10", "11", "9", "10.5", "100"),
+            ("10", "11", "9", "NaN", "100"),
+            ("10", "1e309", "9", "10.5", "100"),
+            ("10", "11", "9", "10.5", "1e309"),
+            ("10", "11", "abc", "10.5", "100"),
+            ("10", "11", "9", None, "100"),
+        ]
+    ):
+        rows.append(bronze_row(f"2024-03-04 10:{i:02d}:00", o, h, low, c, v))
+    silver = to_silver(bronze_frame(spark, rows), {}).toPandas()
+    got = dict(zip(silver["ts_local"].dt.strftime("%H:%M"), silver["dq_reason"], strict=True))
+    assert got == {
+        "10:00": None,
+        "10:01": "nonfinite_close",
+        "10:02": "nonfinite_high",
+        "10:03": "unparseable_volume",
+        "10:04": "unparseable_low",
+        "10:05": "missing_close",
+    }
+
+
+def bronze_frame(spark, rows: list[dict]):
+    from stock_lakehouse.lakehouse import schemas
+
+    pdf = pd.DataFrame(rows)[[f.name for f in schemas.BRONZE.fields]].astype({"bar_seq": "int32"})
+    return spark.createDataFrame(pdf, schemas.BRONZE)
+
+
+def bronze_row(ts: str, o, h, low, c, v) -> dict:
+    return {
+        "symbol": "AAA",
+        "trade_date": date.fromisoformat(ts[:10]),
+        "ts": ts,
+        "bar_seq": 0,
+        "open": o,
+        "high": h,
+        "low": low,
+        "close": c,
+        "volume": v,
+        "source": "test",
+        "function": "TIME_SERIES_INTRADAY",
+        "interval": "1min",
+        "time_zone": "US/Eastern",
+        "last_refreshed": "2024-03-04 19:59:00",
+        "request_fingerprint": "f",
+        "payload_hash": "h",
+        "payload_uri": "u",
+        "fetched_at": pd.Timestamp("2024-03-05T00:00:00Z"),
+        "ingested_at": pd.Timestamp("2024-03-05T00:00:00Z"),
+    }
+
+
+@pytest.mark.spark
+def test_sub_second_and_odd_labels_parse_or_are_flagged(spark):
+    from stock_lakehouse.lakehouse.transforms import to_silver
+
+    labels = [
+        "2024-03-04 12:23:00.999",
+        "2024-03-04 12:24:00.5",
+        "2024-03-04T12:25:00",
+        "2024-03-04 12:26",
+        "2024-03-04 25:99:00",
+        "2024-03-04 12:27:00 EST",
+    ]
+    rows = [bronze_row(ts, "10", "11", "9", "10.5", "1") for ts in labels]
+    silver = to_silver(bronze_frame(spark, rows), {}).orderBy("ts_utc").toPandas()
+    parsed = silver.dropna(subset=["ts_local"])
+    assert sorted(parsed["ts_local"].astype(str)) == [
+        "2024-03-04 12:23:00.999000",
+        "2024-03-04 12:24:00.500000",
+        "2024-03-04 12:25:00",
+        "2024-03-04 12:26:00",
+    ]
+    bad = silver[silver["ts_local"].isna()]
+    assert len(bad) == 2 and (bad["dq_reason"] == "bad_timestamp").all() and not bad["is_valid"].any()
+    assert parsed["is_valid"].all() and (parsed["session"] == "regular").all()
+    # the UTC instant is the New York wall clock moved by the EST offset (+5 h in March before DST)
+    assert str(parsed["ts_utc"].min()) == "2024-03-04 17:23:00.999000"
