@@ -237,7 +237,7 @@ def demo(lake_root) -> None:
 
 
 @main.command()
-@click.argument("table", type=click.Choice(["bronze", "silver", "gold", "bi", "quarantine"]))
+@click.argument("table", type=click.Choice(["bronze", "silver", "gold", "bi", "signals", "quarantine"]))
 @click.option("--symbols", help="Comma-separated symbols (default: all).")
 @click.option("--start", help="First trade date.")
 @click.option("--end", help="Last trade date.")
@@ -283,6 +283,57 @@ def show(table, symbols, start, end, version, columns, limit, fmt, lake_root) ->
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             click.echo(df.to_string(index=False) if total else "(no rows)")
         click.echo(f"({total} rows{'; showing ' + str(len(df)) if len(df) < total else ''})", err=True)
+
+
+#: SQL view name -> table (short name of ``reader.TABLES``), for ``sql``.
+SQL_VIEWS = {
+    "intraday_bars": "bronze",
+    "stock_clean": "silver",
+    "daily_kpis": "gold",
+    "bi_stock_daily": "bi",
+    "signals": "signals",
+    **{t: t for t in ("bronze", "silver", "gold", "bi")},
+}
+
+
+@main.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["text", "csv", "json"]), default="text", show_default=True)
+@click.option("--lake-root", help="Lake root (default: the configured one).")
+def sql(query, fmt, lake_root) -> None:
+    """Run a read-only SQL query (DuckDB over the Delta tables, no Spark), e.g.
+    ``SELECT symbol, avg(close) FROM bi_stock_daily GROUP BY 1``.
+
+    Views: intraday_bars, stock_clean, daily_kpis, bi_stock_daily, signals (also bronze, silver, gold, bi).
+    """
+    import duckdb
+
+    from stock_lakehouse.lakehouse.reader import table_dataset
+
+    settings = load_settings(overrides={"lake_root": lake_root})
+    con = duckdb.connect()
+    found = 0
+    for view, table in SQL_VIEWS.items():
+        try:
+            con.register(view, table_dataset(settings.lake_uri, table, s3=settings.s3_location))
+            found += 1
+        except FileNotFoundError:
+            continue  # not materialized yet: the query names it only if it needs it
+    if not found:
+        raise click.ClickException(f"no tables under {settings.lake_uri}; materialize some first")
+    # Read-only: the views are the only data the query can reach (no files, no extensions).
+    con.execute("SET enable_external_access = false; SET lock_configuration = true")
+    try:
+        df = con.execute(query).df()
+    except duckdb.Error as exc:
+        raise click.ClickException(str(exc).strip().splitlines()[0]) from None
+    if fmt == "csv":
+        click.echo(df.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(df.to_json(orient="records", date_format="iso"))
+    else:
+        with pd.option_context("display.width", 200, "display.max_columns", 30):
+            click.echo(df.to_string(index=False) if len(df) else "(no rows)")
 
 
 @main.command("sync-symbols")

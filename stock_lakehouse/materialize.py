@@ -33,6 +33,7 @@ LAYERS = (
     ("silver", "silver__stock_clean"),
     ("gold", "gold__daily_kpis"),
     ("bi", "gold__bi_stock_daily"),
+    ("signals", "gold__signals"),
 )
 
 

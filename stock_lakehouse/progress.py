@@ -113,6 +113,10 @@ class RunProgress:
             thread.join()
             with contextlib.suppress(Exception):
                 self.poll(instance, run_id, cursor[0])
+            with self._lock:
+                for layer, task in self._tasks.items():
+                    if layer in self.done and self.total and len(self.done[layer]) >= self.total:
+                        self._bar.update(task, note="done")
 
     def poll(self, instance, run_id: str, cursor: str | None = None) -> str | None:
         """Read the run's new events after ``cursor``, update counts and display; returns the new cursor."""

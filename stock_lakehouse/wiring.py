@@ -117,7 +117,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     assets = build_table_assets(partitions_def)
     checks = build_quality_checks(
         partitions_def,
-        {"bronze": asset_keys.BRONZE, "silver": asset_keys.SILVER, "gold": asset_keys.GOLD, "bi": asset_keys.BI},
+        {
+            "bronze": asset_keys.BRONZE,
+            "silver": asset_keys.SILVER,
+            "gold": asset_keys.GOLD,
+            "bi": asset_keys.BI,
+            "signals": asset_keys.SIGNALS,
+        },
         Path(settings.quality_dir),
     )
     job = dg.define_asset_job(

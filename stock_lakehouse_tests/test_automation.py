@@ -110,17 +110,19 @@ def test_a_failing_rule_and_a_failed_run_each_alert_once(spark, defs, lake, dags
     rec = tmp_path / "rec"
     rec.mkdir()
     doc = json.loads(NVDA_SAMPLE.read_text())
-    doc["Time Series (1min)"]["2024-03-04 10:02:00"]["5. volume"] = "-500"
+    series = doc["Time Series (1min)"]
+    series["2024-03-04 10:02:00"]["5. volume"] = "-500"  # a bad bar: with a zero share the day is withheld
+    series["2024-03-04 25:99:00"] = series.pop("2024-03-04 10:03:00")  # no time: a table rule blocks the run
     (rec / "bad.json").write_text(json.dumps(doc))
     ok, summary, _ = run_materialize(
         ["NVDA"],
         date(2024, 3, 4),
         date(2024, 3, 4),
-        {"lake_root": str(lake), "source": "replay", "replay_dir": str(rec)},
+        {"lake_root": str(lake), "source": "replay", "replay_dir": str(rec), "quality.max_invalid_share": 0.0},
     )
     assert not ok
     failed = sorted(n for n, c in summary.checks.items() if not c[0])
-    assert "silver_volume_not_negative" in failed
+    assert {"silver_volume_not_negative", "silver_ts_parsed"} <= set(failed)
 
     instance = dg.DagsterInstance.get()
     sink = {"alerts": AlertSink(webhook_url=receiver.url)}
@@ -132,7 +134,9 @@ def test_a_failing_rule_and_a_failed_run_each_alert_once(spark, defs, lake, dags
     assert receiver.kinds() == ["check_failure"] * len(failed)
     for name in failed:
         assert sum(f"check {name} " in t for t in texts) == 1
-    assert any("ERROR check silver_volume_not_negative" in t and "measured 1" in t for t in texts)
+    assert any("ERROR check silver_ts_parsed" in t and "measured 1" in t for t in texts)
+    (volume,) = [t for t in texts if "check silver_volume_not_negative " in t]
+    assert "ERROR" in volume and "measured 1" in volume and "withheld ['2024-03-04|NVDA: 1 of 960 bars" in volume
 
     (run,) = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
     failure = next(

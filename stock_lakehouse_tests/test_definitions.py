@@ -13,6 +13,7 @@ def test_assets_are_grouped_by_layer_and_carry_their_column_schema(clean_env):
         keys.SILVER: ("silver", schemas.SILVER),
         keys.GOLD: ("gold", schemas.GOLD),
         keys.BI: ("gold", schemas.BI),
+        keys.SIGNALS: ("gold", schemas.SIGNALS),
     }
     by_key = {a.key: a for a in defs.assets}
     for key, (group, schema) in expected.items():

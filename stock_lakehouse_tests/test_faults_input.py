@@ -8,6 +8,7 @@ the partitions the scenario did not legitimately change must be frame-equal (all
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import date
@@ -115,12 +116,25 @@ def test_cli_refuses_a_hostile_symbol_before_touching_the_instance(tmp_path, cle
         [str(Path(sys.executable).parent / "stock-lakehouse"), "materialize", "--source", "synthetic",
          "--symbols", "X\\') OR (TRUE) --", "--start", "2024-03-04", "--lake-root", str(tmp_path / "lake")],
         capture_output=True, text=True, timeout=120, cwd=REPO,
-        env={**__import__("os").environ, "DAGSTER_HOME": str(home)},
+        env={**os.environ, "DAGSTER_HOME": str(home)},
     )  # fmt: skip
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "invalid symbol" in proc.stderr and "--symbols" in proc.stderr
     assert not (tmp_path / "lake").exists()
     assert not home.exists() or not (home / "storage").exists()  # nothing recorded, no partition added
+
+
+def test_cli_refuses_a_future_date_in_one_line(tmp_path, clean_env):
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "stock-lakehouse"), "materialize", "--source", "synthetic",
+         "--symbols", "AAA", "--start", "2099-01-05", "--lake-root", str(tmp_path / "lake")],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path / "home")},
+    )  # fmt: skip
+    assert proc.returncode == 1
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert "2099-01-05 is in the future" in lines[0] and len(lines) <= 3, lines
+    assert not (tmp_path / "lake").exists()
 
 
 @pytest.mark.spark

@@ -51,7 +51,7 @@ def test_replay_gold_and_bi_equal_the_definitions(spark, lake, dagster_home, cle
     summary = materialize(
         lake, ["NVDA"], "2024-03-01", "2024-03-12", source="replay", replay_dir=str(replay.parents[1])
     )
-    assert summary.rows == {"bronze": 7680, "silver": 7680, "gold": 8, "bi": 8}
+    assert summary.rows == {"bronze": 7680, "silver": 7680, "gold": 8, "bi": 8, "signals": 8}
     assert len(summary.runs) == 1
     bars = bars_from_json(NVDA_SAMPLE)
     expected_gold = gold_reference(bars)
@@ -71,7 +71,7 @@ def test_rerun_is_idempotent_and_touches_only_its_partitions(spark, lake, dagste
 
     # Re-materialize one partition (AAA, 03-05): nothing else changes, counts stay the same.
     summary = materialize(lake, ["AAA"], "2024-03-05", "2024-03-05", source="synthetic")
-    assert summary.partitions == {"bronze": 1, "silver": 1, "gold": 1, "bi": 1}
+    assert summary.partitions == {"bronze": 1, "silver": 1, "gold": 1, "bi": 1, "signals": 1}
     for table, old in before.items():
         new = snapshot(lake, table)
         assert len(new) == counts[table], table
@@ -86,7 +86,7 @@ def test_rerun_is_idempotent_and_touches_only_its_partitions(spark, lake, dagste
 
 def test_holiday_partition_materializes_zero_rows_with_market_closed(spark, lake, dagster_home, clean_env):
     summary = materialize(lake, ["HOL"], "2024-11-28", "2024-11-28", source="synthetic")
-    assert summary.rows == {"bronze": 0, "silver": 0, "gold": 0, "bi": 0}
+    assert summary.rows == {"bronze": 0, "silver": 0, "gold": 0, "bi": 0, "signals": 0}
     assert summary.metadata["bronze"]["market_closed"] is True
     assert summary.metadata["bronze"]["market_closed_dates"] == ["2024-11-28"]
     # Around it: the early close gives a short regular session, and BI's previous close skips the holiday.

@@ -16,7 +16,7 @@ from stock_lakehouse.settings import load_settings
 from stock_lakehouse.wiring import build_definitions
 from stock_lakehouse_tests.conftest import NVDA_SAMPLE
 
-LAYERS = {"bronze": keys.BRONZE, "silver": keys.SILVER, "gold": keys.GOLD, "bi": keys.BI}
+LAYERS = {"bronze": keys.BRONZE, "silver": keys.SILVER, "gold": keys.GOLD, "bi": keys.BI, "signals": keys.SIGNALS}
 
 
 def rule_names(folder=QUALITY_DIR):

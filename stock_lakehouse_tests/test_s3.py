@@ -36,7 +36,9 @@ def test_pipeline_on_minio_equals_the_local_run(spark, minio, tmp_path, dagster_
         )
         assert ok, error
         runs[name] = summary
-    assert runs["minio"].rows == runs["local"].rows == {"bronze": 7680, "silver": 7680, "gold": 8, "bi": 8}
+    assert (
+        runs["minio"].rows == runs["local"].rows == {"bronze": 7680, "silver": 7680, "gold": 8, "bi": 8, "signals": 8}
+    )
     assert str(runs["minio"].metadata["gold"]["table_uri"]) == "s3a://lake/t1/gold/daily_kpis"
     for table in ("gold", "bi"):
         local = read_table(str(tmp_path / "lake"), table)

@@ -9,6 +9,7 @@ BRONZE = dg.AssetKey(["bronze", "intraday_bars"])
 SILVER = dg.AssetKey(["silver", "stock_clean"])
 GOLD = dg.AssetKey(["gold", "daily_kpis"])
 BI = dg.AssetKey(["gold", "bi_stock_daily"])
+SIGNALS = dg.AssetKey(["gold", "signals"])
 
 #: Shared by every table asset: one run (one Spark session) per backfill range, kinds for the UI, and
 #: a coarse UI freshness policy (some materialization by 20:30 New York each weekday). Dagster evaluates

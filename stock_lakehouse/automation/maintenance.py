@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from stock_lakehouse.assets.keys import BI, BRONZE, GOLD, SILVER, writer_pool
+from stock_lakehouse.assets.keys import BI, BRONZE, GOLD, SIGNALS, SILVER, writer_pool
 from stock_lakehouse.lakehouse.io_manager import table_exists, table_uri
 from stock_lakehouse.lakehouse.maintenance import MIN_RETAIN_HOURS, ZORDER_BY, maintain_table
 from stock_lakehouse.lakehouse.spark import SparkResource
@@ -31,7 +31,7 @@ def _maintenance_op(key: dg.AssetKey, lake_uri: str) -> dg.OpDefinition:
 
 def build_maintenance(lake_uri: str) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
     """The ``delta_maintenance`` job and a weekly schedule (Sunday 03:00 New York, markets closed)."""
-    ops = [_maintenance_op(key, lake_uri) for key in (BRONZE, SILVER, GOLD, BI)]
+    ops = [_maintenance_op(key, lake_uri) for key in (BRONZE, SILVER, GOLD, BI, SIGNALS)]
 
     @dg.job(
         name="delta_maintenance",

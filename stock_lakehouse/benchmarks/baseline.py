@@ -13,6 +13,7 @@ from pyspark.sql import SparkSession
 from stock_lakehouse.ingestion.parser import parse_payload
 from stock_lakehouse.lakehouse import schemas
 from stock_lakehouse.lakehouse.reader import table_path
+from stock_lakehouse.lakehouse.signals import to_signals
 from stock_lakehouse.lakehouse.transforms import to_bi, to_gold, to_silver
 from stock_lakehouse.market_calendar import regular_close
 
@@ -60,5 +61,8 @@ def run_bare(spark: SparkSession, replay_dir: Path, lake: str) -> dict[str, floa
     t = time.perf_counter()
     write(to_bi(spark.read.format("delta").load(table_path(lake, "gold"))), "bi")
     times["bi"] = time.perf_counter() - t
+    t = time.perf_counter()
+    write(to_signals(spark.read.format("delta").load(table_path(lake, "gold"))), "signals")
+    times["signals"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     return times

@@ -31,6 +31,7 @@ LAYER_STEPS = {
     "silver": "silver__stock_clean",
     "gold": "gold__daily_kpis",
     "bi": "gold__bi_stock_daily",
+    "signals": "gold__signals",
 }
 
 

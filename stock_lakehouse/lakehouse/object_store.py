@@ -52,7 +52,7 @@ class S3Location:
                 s3={"addressing_style": "path" if self.path_style else "auto"},
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
-                retries={"max_attempts": attempts, "mode": "standard"},
+                retries={"total_max_attempts": attempts, "mode": "standard"},  # max_attempts counts retries
             ),
         )
 

@@ -83,6 +83,32 @@ BI = T.StructType(
     ]
 )
 
+SIGNALS = T.StructType(
+    [
+        T.StructField("symbol", T.StringType(), False),
+        T.StructField("trade_date", T.DateType(), False),
+        T.StructField("close", T.DoubleType(), True),
+        T.StructField("volume", T.LongType(), True),
+    ]
+    + [
+        T.StructField(name, T.DoubleType(), True)
+        for name in (
+            "sma_5",
+            "sma_20",
+            "ema_12",
+            "ema_26",
+            "macd",
+            "macd_signal",
+            "macd_hist",
+            "rsi_14",
+            "bb_upper",
+            "bb_lower",
+            "volume_z_20",
+        )
+    ]
+    + [T.StructField("signal", T.StringType(), True)]
+)
+
 
 def conform(df, schema: T.StructType):
     """Select and cast ``df``'s columns to ``schema`` (order and types); raises on a missing column."""

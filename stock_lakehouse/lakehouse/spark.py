@@ -16,6 +16,7 @@ folders of processes that are gone (:func:`remove_dead_spark_dirs`).
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -194,6 +195,8 @@ class SparkResource(dg.ConfigurableResource):
             else:
                 remove_dead_spark_dirs()
                 process_spark_dir().mkdir(parents=True, exist_ok=True)
+                # Python workers (pandas UDFs, e.g. gold/signals) run this interpreter, with its packages.
+                os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
                 session = spark_session_from_config(self.spark_conf())
                 session.sparkContext.setLogLevel("FATAL")  # as log4j2.properties: errors reach Python
                 _sessions_started += 1
