@@ -273,16 +273,20 @@ def show(table, symbols, start, end, version, columns, limit, fmt, lake_root) ->
             raise click.ClickException(f"unknown columns {unknown}; {table} has {list(df.columns)}")
         df = df[wanted]
     total = len(df)
-    if limit:
-        df = df.head(limit)
+    _echo_frame(df.head(limit) if limit else df, fmt)
+    if fmt == "text":
+        click.echo(f"({total} rows{'; showing ' + str(limit) if limit and limit < total else ''})", err=True)
+
+
+def _echo_frame(df: pd.DataFrame, fmt: str) -> None:
+    """Rows as text (a table), CSV or JSON records on stdout."""
     if fmt == "csv":
         click.echo(df.to_csv(index=False), nl=False)
     elif fmt == "json":
         click.echo(df.to_json(orient="records", date_format="iso"))
     else:
         with pd.option_context("display.width", 200, "display.max_columns", 30):
-            click.echo(df.to_string(index=False) if total else "(no rows)")
-        click.echo(f"({total} rows{'; showing ' + str(len(df)) if len(df) < total else ''})", err=True)
+            click.echo(df.to_string(index=False) if len(df) else "(no rows)")
 
 
 #: SQL view name -> table (short name of ``reader.TABLES``), for ``sql``.
@@ -327,13 +331,7 @@ def sql(query, fmt, lake_root) -> None:
         df = con.execute(query).df()
     except duckdb.Error as exc:
         raise click.ClickException(str(exc).strip().splitlines()[0]) from None
-    if fmt == "csv":
-        click.echo(df.to_csv(index=False), nl=False)
-    elif fmt == "json":
-        click.echo(df.to_json(orient="records", date_format="iso"))
-    else:
-        with pd.option_context("display.width", 200, "display.max_columns", 30):
-            click.echo(df.to_string(index=False) if len(df) else "(no rows)")
+    _echo_frame(df, fmt)
 
 
 @main.command("sync-symbols")

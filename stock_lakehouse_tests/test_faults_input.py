@@ -32,6 +32,7 @@ from stock_lakehouse.symbols import validate_symbol
 from stock_lakehouse.wiring import LAKEHOUSE_JOB, build_definitions
 from stock_lakehouse_tests.conftest import FIXTURES, NVDA_SAMPLE, REPO
 from stock_lakehouse_tests.fake_alphavantage import FakeAlphaVantage
+from stock_lakehouse_tests.test_transforms import bronze_row, silver_of
 
 pytestmark = pytest.mark.faults
 
@@ -333,8 +334,6 @@ def test_non_finite_and_unreadable_prices_are_invalid(nvda_lake, tmp_path):
 
 @pytest.mark.spark
 def test_transform_flags_non_finite_values(spark):
-    from stock_lakehouse.lakehouse.transforms import to_silver
-
     rows = []
     for i, (o, h, low, c, v) in enumerate(
         [
@@ -347,7 +346,7 @@ def test_transform_flags_non_finite_values(spark):
         ]
     ):
         rows.append(bronze_row(f"2024-03-04 10:{i:02d}:00", o, h, low, c, v))
-    silver = to_silver(bronze_frame(spark, rows), {}).toPandas()
+    silver = silver_of(spark, rows)
     got = dict(zip(silver["ts_local"].dt.strftime("%H:%M"), silver["dq_reason"], strict=True))
     assert got == {
         "10:00": None,
@@ -359,41 +358,8 @@ def test_transform_flags_non_finite_values(spark):
     }
 
 
-def bronze_frame(spark, rows: list[dict]):
-    from stock_lakehouse.lakehouse import schemas
-
-    pdf = pd.DataFrame(rows)[[f.name for f in schemas.BRONZE.fields]].astype({"bar_seq": "int32"})
-    return spark.createDataFrame(pdf, schemas.BRONZE)
-
-
-def bronze_row(ts: str, o, h, low, c, v) -> dict:
-    return {
-        "symbol": "AAA",
-        "trade_date": date.fromisoformat(ts[:10]),
-        "ts": ts,
-        "bar_seq": 0,
-        "open": o,
-        "high": h,
-        "low": low,
-        "close": c,
-        "volume": v,
-        "source": "test",
-        "function": "TIME_SERIES_INTRADAY",
-        "interval": "1min",
-        "time_zone": "US/Eastern",
-        "last_refreshed": "2024-03-04 19:59:00",
-        "request_fingerprint": "f",
-        "payload_hash": "h",
-        "payload_uri": "u",
-        "fetched_at": pd.Timestamp("2024-03-05T00:00:00Z"),
-        "ingested_at": pd.Timestamp("2024-03-05T00:00:00Z"),
-    }
-
-
 @pytest.mark.spark
 def test_sub_second_and_odd_labels_parse_or_are_flagged(spark):
-    from stock_lakehouse.lakehouse.transforms import to_silver
-
     labels = [
         "2024-03-04 12:23:00.999",
         "2024-03-04 12:24:00.5",
@@ -402,17 +368,14 @@ def test_sub_second_and_odd_labels_parse_or_are_flagged(spark):
         "2024-03-04 25:99:00",
         "2024-03-04 12:27:00 EST",
     ]
-    rows = [bronze_row(ts, "10", "11", "9", "10.5", "1") for ts in labels]
-    silver = to_silver(bronze_frame(spark, rows), {}).orderBy("ts_utc").toPandas()
+    silver = silver_of(spark, [bronze_row(ts, "10", "11", "9", "10.5", "1") for ts in labels])
     parsed = silver.dropna(subset=["ts_local"])
-    assert sorted(parsed["ts_local"].astype(str)) == [
-        "2024-03-04 12:23:00.999000",
-        "2024-03-04 12:24:00.500000",
-        "2024-03-04 12:25:00",
-        "2024-03-04 12:26:00",
+    assert sorted(parsed["ts_local"]) == [
+        pd.Timestamp(t)
+        for t in ("2024-03-04 12:23:00.999", "2024-03-04 12:24:00.5", "2024-03-04 12:25", "2024-03-04 12:26")
     ]
     bad = silver[silver["ts_local"].isna()]
     assert len(bad) == 2 and (bad["dq_reason"] == "bad_timestamp").all() and not bad["is_valid"].any()
     assert parsed["is_valid"].all() and (parsed["session"] == "regular").all()
     # the UTC instant is the New York wall clock moved by the EST offset (+5 h in March before DST)
-    assert str(parsed["ts_utc"].min()) == "2024-03-04 17:23:00.999000"
+    assert parsed["ts_utc"].min() == pd.Timestamp("2024-03-04 17:23:00.999")
