@@ -8,6 +8,7 @@ one matches the symbol and month, else synthetic bars in the function's layout.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -26,6 +27,13 @@ INVALID_KEY = {
     "Error Message": "the parameter apikey is invalid or missing. Please claim your free API key on "
     "(https://www.alphavantage.co/support/#api-key). It should take less than 20 seconds."
 }
+
+
+@functools.lru_cache(maxsize=64)
+def _generated(symbol: str, days: tuple[date, ...], interval: str, kind: str, quote: str) -> bytes:
+    # Generating a month takes a moment on a loaded machine; cached, a repeated answer is immediate, so
+    # only the planned delays decide whether a client's timeout fires.
+    return intraday_payload(symbol, days, interval, seed=11, kind=kind, quote=quote)
 
 
 class FakeAlphaVantage:
@@ -79,7 +87,7 @@ class FakeAlphaVantage:
             days = [d.date() for d in pd.date_range(start, start + pd.offsets.MonthEnd(0))]
         else:  # the latest data: the trailing 30 days
             days = [d.date() for d in pd.date_range(end=pd.Timestamp(date.today()), periods=30)]
-        return intraday_payload(symbol, days, interval, seed=11, kind=kind, quote=quote)
+        return _generated(symbol, tuple(days), interval, kind, quote)
 
     def _respond(self, q: dict[str, str]) -> tuple[int, bytes, float]:
         if q.get("apikey") != self.api_key:
