@@ -93,6 +93,12 @@ def parse_keys(keys: Iterable[str]) -> list[BarPartition]:
     return sorted(out)
 
 
+def describe_partitions(parts: Sequence[BarPartition], limit: int = 5) -> str:
+    """``NVDA 2024-03-04, NVDA 2024-03-05 and 3 more``: partitions named in messages."""
+    more = f" and {len(parts) - limit} more" if len(parts) > limit else ""
+    return ", ".join(f"{p.symbol} {p.trade_date}" for p in parts[:limit]) + more
+
+
 def dates_by_symbol(parts: Iterable[BarPartition]) -> dict[str, list[date]]:
     grouped: dict[str, set[date]] = defaultdict(set)
     for p in parts:

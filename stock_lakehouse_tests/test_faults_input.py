@@ -379,3 +379,28 @@ def test_sub_second_and_odd_labels_parse_or_are_flagged(spark):
     assert parsed["is_valid"].all() and (parsed["session"] == "regular").all()
     # the UTC instant is the New York wall clock moved by the EST offset (+5 h in March before DST)
     assert parsed["ts_utc"].min() == pd.Timestamp("2024-03-04 17:23:00.999")
+
+
+# --- a partition without upstream rows -----------------------------------------------------------------
+
+
+@pytest.mark.spark
+def test_gold_for_a_trading_day_without_silver_rows_fails_naming_it(nvda_lake):
+    """Materializing gold alone (as from the UI) for a day silver has no rows for: not a green partition."""
+    lake, before = nvda_lake
+    settings = load_settings(overrides={"lake_root": str(lake)})
+    defs = build_definitions(settings)
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.get(),
+        asset_selection=[dg.AssetKey(["gold", "daily_kpis"])],
+        partition_key=dg.MultiPartitionKey({"symbol": "NVDA", "date": "2024-03-13"}),
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    text = failure.step_failure_data.error.message + str(failure.step_failure_data.user_failure_data)
+    assert "silver/stock_clean has no rows for 1 trading-day partition(s) (NVDA 2024-03-13)" in text
+    assert "materialize silver/stock_clean (and bronze) for them first" in text
+    assert not result.asset_materializations_for_node("gold__daily_kpis")
+    assert_unchanged(before, lake)

@@ -12,7 +12,7 @@ from stock_lakehouse.ingestion.sources import BarSource
 from stock_lakehouse.lakehouse import schemas
 from stock_lakehouse.lakehouse.io_manager import TableWrite
 from stock_lakehouse.lakehouse.spark import SparkResource
-from stock_lakehouse.partitions import BarPartition, dates_by_symbol, parse_keys
+from stock_lakehouse.partitions import dates_by_symbol, describe_partitions, parse_keys
 
 
 def collect_bronze_rows(
@@ -47,11 +47,6 @@ def collect_bronze_rows(
     pdf["bar_seq"] = pdf["bar_seq"].astype("int32")
     pdf["ingested_at"] = pd.Timestamp(ingested_at)
     return pdf[[f.name for f in schemas.BRONZE.fields]], payloads
-
-
-def _span(parts: list[BarPartition]) -> str:
-    more = f" and {len(parts) - 5} more" if len(parts) > 5 else ""
-    return ", ".join(f"{p.symbol} {p.trade_date}" for p in parts[:5]) + more
 
 
 def build_bronze_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
@@ -90,12 +85,12 @@ def build_bronze_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asset
                 # Nothing at all for any trading day is a misconfiguration (folder, interval, symbol),
                 # not a quiet day: stop before any table is touched.
                 raise dg.Failure(
-                    description=f"no bars for any trading day of the run ({_span(empty_open)}) from "
+                    description=f"no bars for any trading day of the run ({describe_partitions(empty_open)}) from "
                     f"{bar_source.describe()}: {cause}. Nothing was written.",
                 )
             context.log.warning(
                 f"no bars from {bar_source.describe()} for {len(empty_open)} trading-day partition(s) "
-                f"({_span(empty_open)}): {cause}"
+                f"({describe_partitions(empty_open)}): {cause}"
             )
         session = spark.get_session()
         df = (

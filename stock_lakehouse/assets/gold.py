@@ -4,10 +4,11 @@ import dagster as dg
 from pyspark.sql import DataFrame
 
 from stock_lakehouse.assets.keys import GOLD, SILVER, TABLE_ASSET_ARGS, layer, table_metadata, writer_pool
+from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.lakehouse import schemas
 from stock_lakehouse.lakehouse.io_manager import TableWrite
 from stock_lakehouse.lakehouse.transforms import to_gold
-from stock_lakehouse.partitions import parse_keys, partition_predicate
+from stock_lakehouse.partitions import describe_partitions, parse_keys, partition_predicate
 from stock_lakehouse.quality.gates import QualityGate
 
 
@@ -24,9 +25,26 @@ def build_gold_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsD
         "keep their previous rows.",
         **TABLE_ASSET_ARGS,
     )
-    def daily_kpis(context: dg.AssetExecutionContext, silver: DataFrame, quality: QualityGate) -> TableWrite:
+    def daily_kpis(
+        context: dg.AssetExecutionContext, silver: DataFrame, quality: QualityGate, ingestion: IngestionConfig
+    ) -> TableWrite:
         parts = parse_keys(context.partition_keys)
-        withheld = quality.withheld(context.run_id, silver, parts)
+        verdicts = quality.verdicts(context.run_id, silver, parts)  # also counts each partition's bars
+        trading = [p for p in parts if ingestion.is_trading_day(p.symbol, p.trade_date)]
+        no_rows = [p for p in trading if p not in verdicts]
+        if no_rows:
+            problem = (
+                f"silver/stock_clean has no rows for {len(no_rows)} trading-day partition(s) "
+                f"({describe_partitions(no_rows)}), so gold has none for them"
+            )
+            if len(no_rows) == len(trading):
+                # Nothing to compute at all: a green partition without a row would be a lie.
+                raise dg.Failure(description=f"{problem}; materialize silver/stock_clean (and bronze) for them first")
+            context.log.warning(problem)
+            context.add_output_metadata(
+                {"partitions_without_silver_rows": [f"{p.trade_date}|{p.symbol}" for p in no_rows[:100]]}
+            )
+        withheld = sorted((v for v in verdicts.values() if v.withheld), key=lambda v: v.key)
         if withheld:
             context.log.warning(
                 f"withheld {len(withheld)} partition(s) from gold (above {quality.max_invalid_share:.2%} invalid "

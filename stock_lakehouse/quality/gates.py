@@ -58,15 +58,14 @@ class Verdict:
 
 
 def judge_partitions(silver: DataFrame, rules: Sequence[Rule], max_share: float) -> dict[BarPartition, Verdict]:
-    """Verdicts for every partition with bars in ``silver``: one grouped Spark query.
+    """Verdicts for every partition with bars in ``silver``: one grouped Spark query. A partition of
+    the run missing from the result has no silver rows.
 
     Args:
         silver: rows of ``silver/stock_clean`` (any set of partitions).
         rules: the ``gate: partition`` rules; each says which bar fails (``Rule.failing_bar``).
         max_share: a partition whose share of failing bars is above this is withheld.
     """
-    if not rules:
-        return {}
     failing = {r.name: F.coalesce(F.expr(r.failing_bar), F.lit(False)) for r in rules}
     any_failing = F.lit(False)
     for cond in failing.values():
