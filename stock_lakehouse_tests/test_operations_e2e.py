@@ -83,12 +83,22 @@ def test_ui_shows_the_asset_graph_and_silver_partitions(deployment):
     docs = REPO / "docs"
     docs.mkdir(exist_ok=True)
     with chromium() as driver:
-        driver.get(f"{url}/asset-groups/lakehouse")
+        # The global lineage shows one group per layer; each group's own graph shows its tables.
+        driver.get(f"{url}/asset-groups")
         time.sleep(3)
         _dismiss_community_dialog(driver)
-        _wait_for_text(driver, ["intraday_bars", "stock_clean", "daily_kpis", "bi_stock_daily"])
+        _wait_for_text(driver, ["Global asset lineage", "bronze", "silver", "gold"])
+        for group, assets in (
+            ("bronze", ["intraday_bars"]),
+            ("silver", ["stock_clean"]),
+            ("gold", ["daily_kpis", "bi_stock_daily", "signals"]),
+        ):
+            driver.get(f"{url}/locations/__repository__@stock_lakehouse/asset-groups/{group}")
+            time.sleep(3)
+            _dismiss_community_dialog(driver)
+            _wait_for_text(driver, assets)
         time.sleep(2)
-        driver.save_screenshot(str(docs / "ui-asset-graph.png"))
+        driver.save_screenshot(str(docs / "ui-asset-graph.png"))  # the gold group
         driver.get(f"{url}/assets/silver/stock_clean?view=partitions")
         time.sleep(3)
         _dismiss_community_dialog(driver)
