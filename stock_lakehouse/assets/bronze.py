@@ -104,7 +104,7 @@ def build_bronze_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asset
                 "payloads": payloads,
                 "market_closed": bool(parts) and len(closed) == len(parts),
                 "market_closed_dates": sorted({p.trade_date.isoformat() for p in closed}),
-                "trading_partitions_without_bars": [f"{p.trade_date}|{p.symbol}" for p in empty_open[:100]],
+                "trading_partitions_without_bars": [str(p.key) for p in empty_open[:100]],
                 "spark_app_id": session.sparkContext.applicationId,
             }
         )

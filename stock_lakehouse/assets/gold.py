@@ -41,10 +41,8 @@ def build_gold_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsD
                 # Nothing to compute at all: a green partition without a row would be a lie.
                 raise dg.Failure(description=f"{problem}; materialize silver/stock_clean (and bronze) for them first")
             context.log.warning(problem)
-            context.add_output_metadata(
-                {"partitions_without_silver_rows": [f"{p.trade_date}|{p.symbol}" for p in no_rows[:100]]}
-            )
-        withheld = sorted((v for v in verdicts.values() if v.withheld), key=lambda v: v.key)
+            context.add_output_metadata({"partitions_without_silver_rows": [str(p.key) for p in no_rows[:100]]})
+        withheld = quality.withheld(context.run_id, silver, parts)  # the same cached verdicts
         if withheld:
             context.log.warning(
                 f"withheld {len(withheld)} partition(s) from gold (above {quality.max_invalid_share:.2%} invalid "

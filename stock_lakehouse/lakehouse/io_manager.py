@@ -99,7 +99,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         parts = [p for p in self._partitions(context) if p not in untouched]
         kept_meta: dict[str, Any] = {}
         if kept:
-            keys = [f"{p.trade_date}|{p.symbol}" for p in kept]
+            keys = [str(p.key) for p in kept]
             context.log.warning(
                 f"{context.asset_key.to_user_string()}: kept the existing rows of {len(kept)} partition(s) the "
                 f"new data has no rows for: {', '.join(keys[:10])}{' ...' if len(keys) > 10 else ''}. "

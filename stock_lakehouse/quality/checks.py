@@ -29,7 +29,7 @@ MAX_LISTED_PARTITIONS = 50
 
 
 def _partition_metadata(parts: list[BarPartition]) -> dict[str, object]:
-    listed = [f"{p.trade_date}|{p.symbol}" for p in parts[:MAX_LISTED_PARTITIONS]]
+    listed = [str(p.key) for p in parts[:MAX_LISTED_PARTITIONS]]
     return {
         "partitions_evaluated": len(parts),
         "partition_keys": listed + (["..."] if len(parts) > len(listed) else []),
@@ -61,7 +61,7 @@ def regular_bars_every_trading_day(asset_key: dg.AssetKey) -> PlainCheck:
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
                 **_partition_metadata(parts),
-                "partitions_without_regular_bars": [f"{p.trade_date}|{p.symbol}" for p in missing[:100]],
+                "partitions_without_regular_bars": [str(p.key) for p in missing[:100]],
             },
         )
 

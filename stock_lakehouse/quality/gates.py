@@ -45,7 +45,7 @@ class Verdict:
 
     @property
     def key(self) -> str:
-        return f"{self.partition.trade_date}|{self.partition.symbol}"
+        return str(self.partition.key)
 
     @property
     def share(self) -> float:
