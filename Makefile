@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test lint dev clean
+.PHONY: setup demo test lint dev dashboard clean
 
 setup: $(VENV)/.installed
 	@java -version >/dev/null 2>&1 || { echo "Java 17 is required (Debian: apt-get install -y openjdk-17-jre-headless)"; exit 1; }
@@ -23,13 +23,20 @@ demo: setup
 lint: $(VENV)/.installed
 	$(BIN)/ruff check stock_lakehouse stock_lakehouse_tests
 
+# Two test processes (each with its own Spark JVM): many tests wait on subprocesses, servers and the
+# daemon, so two overlap well on 2 cores; a test file stays in one process (module fixtures are shared).
+TEST_WORKERS ?= 2
+
 test: setup lint
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 dev: setup
 	@mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/ 2>/dev/null || true
 	$(BIN)/stock-lakehouse sync-symbols
 	$(BIN)/dagster dev -w workspace.yaml
+
+dashboard: $(VENV)/.installed
+	$(BIN)/stock-lakehouse dashboard
 
 clean:
 	rm -rf lake .dagster_home spark-warehouse

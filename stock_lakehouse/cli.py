@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from stock_lakehouse.lakehouse.lake import TABLES, VIEWS
 from stock_lakehouse.materialize import LAYERS, MaterializeError, Summary, ensure_dagster_home, run_materialize
 from stock_lakehouse.settings import PACKAGE_DIR, SettingsError, load_settings
 from stock_lakehouse.symbols import validate_symbols
@@ -94,7 +95,7 @@ def _materialize_and_report(symbols, start, end, overrides) -> None:
         click.echo(f"recovered: marked failed and freed the pool slots of runs whose process died: {dead}")
     _report_checks(summary)
     settings = load_settings(overrides=overrides)
-    click.echo(f"lake: {settings.lake_uri}   source: {settings.source}")
+    click.echo(f"lake: {settings.lake.uri}   source: {settings.source}")
     click.echo(f"runs: {len(summary.runs)}   spark sessions: {sessions_started()}")
     click.echo(f"{'layer':<8}{'rows':>10}{'partitions':>12}{'delta version':>15}")
     for layer, _ in LAYERS:
@@ -123,7 +124,7 @@ def _report_failure(error: str, summary: Summary, elapsed: float, overrides) -> 
     bad = sorted(name for name, (passed, _, _) in summary.checks.items() if not passed)
     if bad:
         lines.append(f"  checks not passed: {', '.join(bad[:5])}{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}")
-    lines.append(f"  what to do: {_advice(cause, load_settings(overrides=overrides).lake_uri)}")
+    lines.append(f"  what to do: {_advice(cause, load_settings(overrides=overrides).lake.uri)}")
     import dagster as dg
 
     _fail(lines, elapsed, instance=dg.DagsterInstance.get(), run_id=summary.runs[-1] if summary.runs else None)
@@ -237,7 +238,7 @@ def demo(lake_root) -> None:
 
 
 @main.command()
-@click.argument("table", type=click.Choice(["bronze", "silver", "gold", "bi", "signals", "quarantine"]))
+@click.argument("table", type=click.Choice([*TABLES, *VIEWS]))
 @click.option("--symbols", help="Comma-separated symbols (default: all).")
 @click.option("--start", help="First trade date.")
 @click.option("--end", help="Last trade date.")
@@ -251,20 +252,16 @@ def show(table, symbols, start, end, version, columns, limit, fmt, lake_root) ->
 
     ``quarantine`` is silver's invalid bars (``is_valid = false``) with their ``dq_reason``.
     """
-    from stock_lakehouse.lakehouse.reader import read_table
-
     settings = load_settings(overrides={"lake_root": lake_root})
     try:
-        df = read_table(
-            settings.lake_uri,
+        df = settings.lake.read(
             table,
             _symbols(symbols),
             _parse_date(start, "--start") if start else None,
             _parse_date(end, "--end") if end else None,
             version,
-            settings.s3_location,
         )
-    except FileNotFoundError as exc:
+    except OSError as exc:  # no such table, or the store cannot be read
         raise click.ClickException(str(exc)) from None
     if columns:
         wanted = [c.strip() for c in columns.split(",")]
@@ -289,15 +286,8 @@ def _echo_frame(df: pd.DataFrame, fmt: str) -> None:
             click.echo(df.to_string(index=False) if len(df) else "(no rows)")
 
 
-#: SQL view name -> table (short name of ``reader.TABLES``), for ``sql``.
-SQL_VIEWS = {
-    "intraday_bars": "bronze",
-    "stock_clean": "silver",
-    "daily_kpis": "gold",
-    "bi_stock_daily": "bi",
-    "signals": "signals",
-    **{t: t for t in ("bronze", "silver", "gold", "bi")},
-}
+#: SQL view name -> table: each table by its folder's name (``bi_stock_daily``) and by its short name.
+SQL_VIEWS = {**{path[-1]: t for t, path in TABLES.items()}, **{t: t for t in TABLES}}
 
 
 @main.command()
@@ -312,19 +302,19 @@ def sql(query, fmt, lake_root) -> None:
     """
     import duckdb
 
-    from stock_lakehouse.lakehouse.reader import table_dataset
-
     settings = load_settings(overrides={"lake_root": lake_root})
     con = duckdb.connect()
     found = 0
     for view, table in SQL_VIEWS.items():
         try:
-            con.register(view, table_dataset(settings.lake_uri, table, s3=settings.s3_location))
+            con.register(view, settings.lake.dataset(table))
             found += 1
         except FileNotFoundError:
             continue  # not materialized yet: the query names it only if it needs it
+        except OSError as exc:
+            raise click.ClickException(str(exc)) from None
     if not found:
-        raise click.ClickException(f"no tables under {settings.lake_uri}; materialize some first")
+        raise click.ClickException(f"no tables under {settings.lake.uri}; materialize some first")
     # Read-only: the views are the only data the query can reach (no files, no extensions).
     con.execute("SET enable_external_access = false; SET lock_configuration = true")
     try:
@@ -424,6 +414,27 @@ def setup_jars() -> None:
             f"resolving the Delta and S3A jars failed (is Maven Central reachable?); the end of Spark's output:\n{tail}"
         )
     click.echo("jars cached")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (loopback: only here).")
+@click.option("--port", type=int, default=8050, show_default=True, help="Port to serve on.")
+@click.option("--lake-root", help="Lake root (default: the configured one).")
+def dashboard(host, port, lake_root) -> None:
+    """Serve a read-only web dashboard: a symbol's prices, indicators, anomalies, quarantined bars and
+    freshness (reads Delta directly, no Spark)."""
+    from stock_lakehouse.dashboard.app import serve
+    from stock_lakehouse.dashboard.data import LakeData
+
+    data = LakeData.from_settings(load_settings(overrides={"lake_root": lake_root}))
+
+    def ready() -> None:
+        click.echo(f"dashboard on http://{host}:{port}/   lake: {data.lake.uri}   (Ctrl+C to stop)")
+
+    try:
+        serve(data, host, port, ready)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise click.ClickException(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 
 
 if __name__ == "__main__":

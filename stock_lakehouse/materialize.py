@@ -20,21 +20,17 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from stock_lakehouse.lakehouse.object_store import is_s3, split_s3
+from stock_lakehouse.lakehouse.lake import TABLES, step_name
 from stock_lakehouse.market_calendar import EXCHANGE_TZ
+from stock_lakehouse.quality.partition_results import aggregate
 from stock_lakehouse.recovery import RecoveredRun, process_tags, recover_dead_runs
 from stock_lakehouse.settings import PACKAGE_DIR, load_settings
 
 if TYPE_CHECKING:
     from stock_lakehouse.progress import RunProgress
 
-LAYERS = (
-    ("bronze", "bronze__intraday_bars"),
-    ("silver", "silver__stock_clean"),
-    ("gold", "gold__daily_kpis"),
-    ("bi", "gold__bi_stock_daily"),
-    ("signals", "gold__signals"),
-)
+#: (table, step writing it) in the order a run writes them.
+LAYERS = tuple((table, step_name(table)) for table in TABLES)
 
 
 class MaterializeError(ValueError):
@@ -111,11 +107,10 @@ def run_materialize(
     days = [d.date() for d in pd.bdate_range(start, end)]
     if not days:
         raise MaterializeError(f"no weekday between {start} and {end}")
-    if is_s3(settings.lake_uri):
-        # Pre-flight: a wrong or dead endpoint fails here in seconds, not after minutes of Spark retries.
-        problem = settings.s3_location.probe(split_s3(settings.lake_uri)[0])
-        if problem:
-            raise MaterializeError(problem)
+    # Pre-flight: a wrong or dead S3 endpoint fails here in seconds, not after minutes of Spark retries.
+    problem = settings.lake.probe()
+    if problem:
+        raise MaterializeError(problem)
     ensure_dagster_home()
     instance = dg.DagsterInstance.get()
     recovered = recover_dead_runs(instance)  # else a dead run's pool slot blocks this run forever
@@ -143,10 +138,13 @@ def run_materialize(
             if event.is_step_success:
                 secs = event.event_specific_data.duration_ms / 1000.0
                 summary.step_seconds[event.step_key] = summary.step_seconds.get(event.step_key, 0.0) + secs
+        by_check: dict[str, list[tuple[bool, str, dict[str, object]]]] = {}
         for ev in result.get_asset_check_evaluations():
             meta = {k: v.value for k, v in ev.metadata.items()}
-            summary.checks[ev.asset_check_key.name] = (ev.passed, ev.severity.value, meta)
-            for described in meta.get("withheld_partitions") or []:
+            by_check.setdefault(ev.asset_check_key.name, []).append((ev.passed, ev.severity.value, meta))
+        for name, evaluations in by_check.items():
+            summary.checks[name] = aggregate(evaluations)
+            for described in summary.checks[name][2].get("withheld_partitions") or []:
                 if described not in summary.withheld:
                     summary.withheld.append(described)
         if not result.success:
@@ -162,7 +160,7 @@ def run_materialize(
                 meta = mats[0].metadata
                 # A step that wrote nothing (every partition kept or withheld) has no row count or version.
                 summary.rows[layer] = summary.rows.get(layer, 0) + int(
-                    meta["row_count"].value if "row_count" in meta else 0
+                    meta["run_row_count"].value if "run_row_count" in meta else 0
                 )
                 summary.partitions[layer] = summary.partitions.get(layer, 0) + len(mats)
                 if "delta_version" in meta:

@@ -207,17 +207,17 @@ class Settings(BaseModel):
         return value
 
     @property
-    def lake_uri(self) -> str:
-        """The lake root as a URI Spark understands: absolute local path or ``s3a://...``."""
-        if "://" in self.lake_root:
-            return self.lake_root.rstrip("/")
-        return str(Path(self.lake_root).expanduser().resolve())
+    def lake(self):
+        """The ``Lake`` resource every reader and writer of tables is given (the one place the lake's
+        location and store are turned into code; a relative ``lake_root`` is resolved now)."""
+        from stock_lakehouse.lakehouse.lake import Lake
 
-    @property
-    def s3_location(self):
-        from stock_lakehouse.lakehouse.object_store import S3Location
-
-        return S3Location(self.s3.endpoint, self.s3.region, self.s3.path_style)
+        return Lake(
+            root=Lake.resolve_root(self.lake_root),
+            s3_endpoint=self.s3.endpoint,
+            s3_region=self.s3.region,
+            s3_path_style=self.s3.path_style,
+        )
 
     @property
     def replay_path(self) -> Path:

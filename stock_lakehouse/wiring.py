@@ -72,16 +72,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
         shuffle_partitions=settings.spark.shuffle_partitions,
         driver_memory=settings.spark.driver_memory,
         conf=settings.spark.conf,
-        s3_endpoint=settings.s3.endpoint,
-        s3_path_style=settings.s3.path_style,
-        s3_region=settings.s3.region,
     )
-    landing = LandingZone(
-        root_uri=settings.lake_uri,
-        s3_endpoint=settings.s3.endpoint,
-        s3_region=settings.s3.region,
-        s3_path_style=settings.s3.path_style,
-    )
+    lake = settings.lake
+    landing = LandingZone(lake=lake)
     ingestion = IngestionConfig(
         interval=settings.interval,
         calendar=settings.calendar,
@@ -95,7 +88,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "alerts": AlertSink(webhook_url=webhook, webhook_format=auto.alert_webhook_format),
         "clock": Clock(),
         "spark": spark,
-        "io_manager": DeltaIOManager(root_uri=settings.lake_uri, spark=spark),
+        "lake": lake,
+        "io_manager": DeltaIOManager(lake=lake, spark=spark),
         "bar_source": build_source(settings, landing, ingestion),
         "landing": landing,
         "ingestion": ingestion,
@@ -135,8 +129,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
     auto = settings.automation
     symbols = settings.all_symbols
-    s3 = settings.s3_location
-    maintenance_job, maintenance_schedule = build_maintenance(settings.lake_uri)
+    maintenance_job, maintenance_schedule = build_maintenance()
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
@@ -148,12 +141,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         ],
         sensors=[
             build_symbol_sync_sensor(symbols),
-            build_freshness_sensor(
-                symbols, settings.lake_uri, settings.interval, auto.freshness_max_lag_minutes, settings.calendar
-            ),
+            build_freshness_sensor(symbols, settings.interval, auto.freshness_max_lag_minutes, settings.calendar),
             build_run_failure_sensor(),
             build_check_failure_sensor([key for c in checks for key in c.check_keys]),
-            build_anomaly_sensor(settings.lake_uri, auto.anomaly_price_change_pct, auto.anomaly_volume_multiple, s3),
+            build_anomaly_sensor(auto.anomaly_price_change_pct, auto.anomaly_volume_multiple),
         ],
         resources=build_resources(settings),
         executor=dg.in_process_executor,

@@ -71,7 +71,11 @@ def freshness(defs, receiver, when, cursor):
     sensor = defs.resolve_sensor_def("freshness_alerts")
     ctx = dg.build_sensor_context(
         cursor=cursor,
-        resources={"alerts": AlertSink(webhook_url=receiver.url), "clock": Clock(fixed_utc=when.isoformat())},
+        resources={
+            "alerts": AlertSink(webhook_url=receiver.url),
+            "clock": Clock(fixed_utc=when.isoformat()),
+            "lake": defs.resources["lake"],
+        },
     )
     sensor(ctx)
     return ctx.cursor

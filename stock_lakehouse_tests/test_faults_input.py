@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import date
@@ -404,3 +405,15 @@ def test_gold_for_a_trading_day_without_silver_rows_fails_naming_it(nvda_lake):
     assert "materialize silver/stock_clean (and bronze) for them first" in text
     assert not result.asset_materializations_for_node("gold__daily_kpis")
     assert_unchanged(before, lake)
+
+
+def test_preview_metadata_renders_hostile_values_as_text():
+    from stock_lakehouse.lakehouse.io_manager import markdown_table
+
+    hostile = pd.DataFrame({"ts": ["<img src=x onerror=alert(1)>", "[x](javascript:alert(1))"], "n": ["a|b\nc", "`x`"]})
+    table = markdown_table(hostile)
+    assert table.splitlines()[:2] == ["| ts | n |", "|---|---|"] and len(table.splitlines()) == 4
+    cells = [line[2:-2] for line in table.splitlines()[2:]]
+    for cell_line in cells:  # every Markdown/HTML character of the values is escaped
+        assert not re.search(r"(?<!\\)[<>\[\]()`]", cell_line), cell_line
+    assert "\\<img src=x onerror=alert\\(1\\)\\>" in table and "a\\|b c" in table

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from stock_lakehouse.lakehouse.lake import table_folder
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.materialize import LAYERS, run_materialize
 from stock_lakehouse.progress import RunProgress
@@ -30,12 +31,7 @@ from stock_lakehouse_tests.services import free_port
 
 pytestmark = pytest.mark.faults
 
-TABLES = {
-    "bronze": "bronze/intraday_bars",
-    "silver": "silver/stock_clean",
-    "gold": "gold/daily_kpis",
-    "bi": "gold/bi_stock_daily",
-}
+TABLES = {t: table_folder(t) for t in ("bronze", "silver", "gold", "bi")}
 MAX_FAILURE_LINES = 15
 
 

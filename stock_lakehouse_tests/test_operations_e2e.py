@@ -10,11 +10,22 @@ import pytest
 from stock_lakehouse.backfill import launch_backfill, wait_backfill
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.partitions import sync_symbols
-from stock_lakehouse_tests.services import REPO, chromium, dagster_dev
+from stock_lakehouse_tests.services import REPO, chromium, dagster_dev, graphql
 
 pytestmark = pytest.mark.spark
 
 SYMBOLS = ["AAA", "BBB"]
+CHECK_STATUSES = """
+query {
+  assetNodes(assetKeys: [{path: ["silver", "stock_clean"]}]) {
+    assetChecksOrError { ... on AssetChecks { checks { name
+      partitionStatuses { ... on AssetCheckMultiPartitionStatuses { ranges { primaryDimStartKey primaryDimEndKey
+        secondaryDim { __typename ... on AssetCheckDefaultPartitionStatuses {
+          succeededPartitions failedPartitions skippedPartitions inProgressPartitions
+          executionFailedPartitions } } } } }
+    } } }
+  }
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +64,19 @@ def test_backfill_launched_like_the_ui_runs_on_the_daemon(deployment):
     check = dg.AssetCheckKey(dg.AssetKey(["silver", "stock_clean"]), "silver_has_rows")
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key([check])[check]
     assert latest is not None and latest.status.value == "SUCCEEDED"
+    # What the check's Partitions view shows: every partition of the ranged runs passed, none "skipped".
+    data = graphql(f"{url}/graphql", CHECK_STATUSES)
+    (checks,) = [n["assetChecksOrError"]["checks"] for n in data["assetNodes"]]
+    (statuses,) = [c["partitionStatuses"] for c in checks if c["name"] == "silver_has_rows"]
+    ranges = []
+    for r in statuses["ranges"]:
+        per_symbol = {k: v for k, v in r["secondaryDim"].items() if k != "__typename"}
+        ranges.append((r["primaryDimStartKey"], r["primaryDimEndKey"], per_symbol))
+    assert [(a, b, set(st["succeededPartitions"])) for a, b, st in ranges] == [
+        ("2024-03-04", "2024-03-06", set(SYMBOLS))
+    ], ranges
+    other = [p for _, _, st in ranges for k, v in st.items() if k != "succeededPartitions" for p in v]
+    assert not other, statuses
 
 
 def _dismiss_community_dialog(driver) -> None:

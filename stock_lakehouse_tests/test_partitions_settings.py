@@ -47,7 +47,7 @@ def test_settings_env_overrides_and_errors(tmp_path, monkeypatch, clean_env):
     monkeypatch.setenv("STOCK_LAKEHOUSE_LAKE_ROOT", str(tmp_path / "l"))
     s = load_settings()
     assert s.symbols == ["NVDA", "AMD"]
-    assert s.lake_uri == str(tmp_path / "l")
+    assert s.lake.uri == str(tmp_path / "l")
     bad = tmp_path / "bad.yaml"
     bad.write_text("interval: 2min\nspark: {shuffle_partitions: 0}\n")
     with pytest.raises(SettingsError) as info:

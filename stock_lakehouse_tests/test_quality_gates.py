@@ -4,13 +4,15 @@ the others proceed; a few bad bars only warn; a broken table still blocks the ru
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from stock_lakehouse.assets.keys import SILVER
 from stock_lakehouse.cli import main
 from stock_lakehouse.ingestion.synthetic import intraday_payload
 from stock_lakehouse.lakehouse.reader import read_table
@@ -72,6 +74,30 @@ def test_a_withheld_partition_never_stops_the_others(spark, tmp_path, lake, dags
     assert second.exit_code == 3, second.output  # partial success: exit non-zero
     assert f"{DAY}|XYZ: 3 of 60 bars (5.00%) fail" in second.output
     assert "withheld from gold and BI" in second.output
+
+    # Each partition of the run has its own check outcome and its own row count (what the UI shows).
+    instance = dg.DagsterInstance.get()
+    (run,) = instance.get_runs(limit=1)
+    check = dg.AssetCheckKey(SILVER, "silver_low_not_above_high")
+    history = instance.event_log_storage.get_asset_check_execution_history(check, limit=100)
+    status = {r.partition: r.status.value for r in history if r.run_id == run.run_id}
+    assert status.pop(f"{DAY}|XYZ") == "FAILED"
+    assert len(status) == 5 and set(status.values()) == {"SUCCEEDED"}, status
+    silver = read_table(str(lake), "silver")
+    for key, (symbol, day) in {f"{DAY}|NVDA": ("NVDA", DAY), f"{DAY}|XYZ": ("XYZ", DAY)}.items():
+        (mat,) = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=SILVER, asset_partitions=[key]), limit=1
+        ).records
+        meta = mat.asset_materialization.metadata
+        expected = int(((silver.symbol == symbol) & (silver.trade_date == date.fromisoformat(day))).sum())
+        assert meta["row_count"].value == expected and expected in (960, 60), (key, meta)
+        rows = silver[(silver.symbol == symbol) & (silver.trade_date == date.fromisoformat(day))]
+        newest = rows.ts_utc.max().to_pydatetime().replace(tzinfo=UTC).timestamp()
+        assert meta["newest_bar_utc"].value == pytest.approx(newest, abs=0.001)  # Delta stats keep ms
+        preview = meta["preview"].value
+        assert f"{expected} rows; all of them: `stock-lakehouse show silver --symbols {symbol}" in preview
+        assert preview.count(f"| {symbol} |") == 5, preview
+        assert meta["run_row_count"].value == len(silver[silver.trade_date <= date(2024, 3, 5)])
 
     # NVDA's gold and BI are written and equal the reference; XYZ's rows are those of before.
     gold, bi = read_table(str(lake), "gold"), read_table(str(lake), "bi")

@@ -2,8 +2,9 @@
 
 import dagster as dg
 
-from stock_lakehouse.assets.keys import BI, BRONZE, GOLD, SIGNALS, SILVER, writer_pool
-from stock_lakehouse.lakehouse.io_manager import table_exists, table_uri
+from stock_lakehouse.assets.keys import writer_pool
+from stock_lakehouse.lakehouse.io_manager import table_exists
+from stock_lakehouse.lakehouse.lake import TABLES, Lake
 from stock_lakehouse.lakehouse.maintenance import MIN_RETAIN_HOURS, ZORDER_BY, maintain_table
 from stock_lakehouse.lakehouse.spark import SparkResource
 
@@ -12,26 +13,27 @@ class MaintenanceConfig(dg.Config):
     retain_hours: int = MIN_RETAIN_HOURS
 
 
-def _maintenance_op(key: dg.AssetKey, lake_uri: str) -> dg.OpDefinition:
+def _maintenance_op(table: str) -> dg.OpDefinition:
+    key = dg.AssetKey(TABLES[table])
     folder = "/".join(key.path)
 
     @dg.op(name=f"maintain_{'_'.join(key.path)}", pool=writer_pool(key), description=f"OPTIMIZE and VACUUM {folder}.")
-    def maintain(context: dg.OpExecutionContext, config: MaintenanceConfig, spark: SparkResource) -> None:
-        session = spark.get_session()
-        uri = table_uri(lake_uri, key)
+    def maintain(context: dg.OpExecutionContext, config: MaintenanceConfig, spark: SparkResource, lake: Lake) -> None:
+        session = lake.configure_spark(spark.get_session())
+        uri = lake.table_uri(key)
         if not table_exists(session, uri):
             context.log.info(f"{uri} does not exist yet; nothing to maintain")
             return
-        report = maintain_table(session, uri, ZORDER_BY.get(folder), config.retain_hours)
+        report = maintain_table(session, uri, ZORDER_BY.get(table), config.retain_hours)
         context.log.info(f"{folder}: {report}")
         context.log_event(dg.AssetObservation(asset_key=key, metadata={"maintenance": dg.MetadataValue.json(report)}))
 
     return maintain
 
 
-def build_maintenance(lake_uri: str) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
+def build_maintenance() -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
     """The ``delta_maintenance`` job and a weekly schedule (Sunday 03:00 New York, markets closed)."""
-    ops = [_maintenance_op(key, lake_uri) for key in (BRONZE, SILVER, GOLD, BI, SIGNALS)]
+    ops = [_maintenance_op(table) for table in TABLES]
 
     @dg.job(
         name="delta_maintenance",

@@ -2,7 +2,7 @@
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -12,9 +12,10 @@ from stock_lakehouse.assets.keys import BI
 from stock_lakehouse.automation.alerts import Alert, AlertSink
 from stock_lakehouse.automation.anomalies import find_anomalies
 from stock_lakehouse.automation.clock import Clock
-from stock_lakehouse.lakehouse.object_store import S3Location
+from stock_lakehouse.lakehouse.lake import Lake
 from stock_lakehouse.market_calendar import EXCHANGE_TZ, session_bounds
 from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, parse_keys, symbol_partitions
+from stock_lakehouse.quality.partition_results import aggregate
 
 
 def build_symbol_sync_sensor(symbols: Sequence[str]) -> dg.SensorDefinition:
@@ -44,12 +45,14 @@ def _interval_minutes(interval: str) -> int:
     return int(interval.removesuffix("min")) if interval.endswith("min") else 1440
 
 
-def latest_bar_times(lake_uri: str, symbols: Sequence[str], day, s3: S3Location | None = None) -> dict[str, datetime]:
-    """Start time (UTC) of the newest valid silver bar of ``day`` per symbol."""
-    from stock_lakehouse.lakehouse.reader import read_table
+def latest_bar_times(lake: Lake, symbols: Sequence[str], day: date) -> dict[str, datetime]:
+    """Start time (UTC) of the newest valid silver bar of ``day`` per symbol.
 
+    A lake without a silver table has no bars (all symbols are late); a store that cannot be read
+    raises (the sensor's evaluation fails, visibly) instead of being taken for "no data".
+    """
     try:
-        df = read_table(lake_uri, "silver", symbols, day, day, s3=s3)
+        df = lake.read("silver", symbols, day, day)
     except FileNotFoundError:
         return {}
     df = df[df.is_valid & df.ts_utc.notna()]
@@ -58,12 +61,7 @@ def latest_bar_times(lake_uri: str, symbols: Sequence[str], day, s3: S3Location 
 
 
 def build_freshness_sensor(
-    symbols: Sequence[str],
-    lake_uri: str,
-    interval: str,
-    max_lag_minutes: int,
-    calendar: str,
-    s3: S3Location | None = None,
+    symbols: Sequence[str], interval: str, max_lag_minutes: int, calendar: str
 ) -> dg.SensorDefinition:
     """Per-symbol data freshness during the NYSE session, with an alert and a "resolved" message.
 
@@ -81,7 +79,9 @@ def build_freshness_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Alerts when a symbol's newest silver bar is over {max_lag_minutes} min behind in the session.",
     )
-    def freshness_alerts(context: dg.SensorEvaluationContext, alerts: AlertSink, clock: Clock) -> dg.SkipReason:
+    def freshness_alerts(
+        context: dg.SensorEvaluationContext, alerts: AlertSink, clock: Clock, lake: Lake
+    ) -> dg.SkipReason:
         now = clock.now()
         day = now.astimezone(ZoneInfo(EXCHANGE_TZ)).date()
         bounds = session_bounds(day, calendar)
@@ -91,7 +91,7 @@ def build_freshness_sensor(
         if not (open_ + max_lag <= now <= close):
             return dg.SkipReason("outside the checked part of the session")
         stale: dict[str, str] = json.loads(context.cursor or "{}")
-        latest = latest_bar_times(lake_uri, symbols, day, s3)
+        latest = latest_bar_times(lake, symbols, day)
         sent = 0
         for sym in symbols:
             newest = latest.get(sym)
@@ -141,7 +141,8 @@ def build_run_failure_sensor() -> dg.SensorDefinition:
 def build_check_failure_sensor(check_keys: Sequence[dg.AssetCheckKey]) -> dg.SensorDefinition:
     """One alert per failed asset check evaluation (Soda rules and plain checks).
 
-    The cursor keeps, per check, the id of the newest execution record already seen.
+    The cursor keeps, per check, the id of the newest execution record already seen; the failing
+    evaluations of one run (one per partition) make one alert.
     """
 
     @dg.sensor(name="check_failure_alerts", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -152,32 +153,36 @@ def build_check_failure_sensor(check_keys: Sequence[dg.AssetCheckKey]) -> dg.Sen
         for key in check_keys:
             cursor_key = f"{key.asset_key.to_user_string()}:{key.name}"
             last = seen.get(cursor_key, 0)
-            records = storage.get_asset_check_execution_history(key, limit=100)
+            records = storage.get_asset_check_execution_history(key, limit=1000)
+            # A run evaluates a check once per partition: one alert per run, naming its failing partitions.
+            failed_by_run: dict[str, list[tuple[bool, str, dict[str, object]]]] = {}
             for record in sorted((r for r in records if r.id > last), key=lambda r: r.id):
                 evaluation = record.event.dagster_event.event_specific_data if record.event else None
                 if record.status == AssetCheckExecutionRecordStatus.FAILED and evaluation is not None:
                     meta = {k: v.value for k, v in evaluation.metadata.items()}
-                    alerts.send(
-                        Alert(
-                            "check_failure",
-                            f"check:{cursor_key}:{record.id}",
-                            f"{evaluation.severity.value} check {key.name} on {key.asset_key.to_user_string()} failed: "
-                            f"measured {meta.get('soda_value', '-')}; partitions {meta.get('partition_keys', '-')}"
-                            + (f"; withheld {meta['withheld_partitions']}" if meta.get("withheld_partitions") else ""),
-                        )
-                    )
-                    sent += 1
+                    failed_by_run.setdefault(record.run_id, []).append((False, evaluation.severity.value, meta))
                 if record.status != AssetCheckExecutionRecordStatus.PLANNED:
                     seen[cursor_key] = max(seen.get(cursor_key, 0), record.id)
+            for run_id, failed in failed_by_run.items():
+                _, severity, meta = aggregate(failed)
+                partitions = meta.get("failing_partitions") or meta.get("partition_keys") or "-"
+                alerts.send(
+                    Alert(
+                        "check_failure",
+                        f"check:{cursor_key}:{run_id}",
+                        f"{severity} check {key.name} on {key.asset_key.to_user_string()} failed: "
+                        f"measured {meta.get('soda_value', '-')}; partitions {partitions}"
+                        + (f"; withheld {meta['withheld_partitions']}" if meta.get("withheld_partitions") else ""),
+                    )
+                )
+                sent += 1
         context.update_cursor(json.dumps(seen))
         return dg.SkipReason(f"{sent} check failure alert(s)")
 
     return check_failure_alerts
 
 
-def build_anomaly_sensor(
-    lake_uri: str, price_change_pct: float, volume_multiple: float, s3: S3Location | None = None
-) -> dg.SensorDefinition:
+def build_anomaly_sensor(price_change_pct: float, volume_multiple: float) -> dg.SensorDefinition:
     """Alerts for anomalous BI rows (``automation/anomalies.py``) of newly materialized partitions.
 
     The cursor keeps the last materialization seen and the alert keys already sent, so re-materializing
@@ -185,9 +190,7 @@ def build_anomaly_sensor(
     """
 
     @dg.sensor(name="bi_anomaly_alerts", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
-    def bi_anomaly_alerts(context: dg.SensorEvaluationContext, alerts: AlertSink) -> dg.SkipReason:
-        from stock_lakehouse.lakehouse.reader import read_table
-
+    def bi_anomaly_alerts(context: dg.SensorEvaluationContext, alerts: AlertSink, lake: Lake) -> dg.SkipReason:
         state = json.loads(context.cursor or '{"after": null, "sent": []}')
         result = context.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=BI, after_storage_id=state["after"]), limit=1000, ascending=True
@@ -199,8 +202,7 @@ def build_anomaly_sensor(
         new = 0
         if parts:
             wanted = {(p.symbol, p.trade_date) for p in parts}
-            bi = read_table(
-                lake_uri,
+            bi = lake.read(
                 "bi",
                 sorted({p.symbol for p in parts}),
                 min(p.trade_date for p in parts),

@@ -23,16 +23,11 @@ import pandas as pd
 
 from stock_lakehouse.benchmarks.baseline import run_bare
 from stock_lakehouse.benchmarks.workload import compact_workload, month_workload, symbols
+from stock_lakehouse.lakehouse.lake import TABLES, step_name
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.market_calendar import trading_days
 
-LAYER_STEPS = {
-    "bronze": "bronze__intraday_bars",
-    "silver": "silver__stock_clean",
-    "gold": "gold__daily_kpis",
-    "bi": "gold__bi_stock_daily",
-    "signals": "gold__signals",
-}
+LAYER_STEPS = {table: step_name(table) for table in TABLES}
 
 
 def _jvm_peak_mb() -> float | None:

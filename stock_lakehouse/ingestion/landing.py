@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from stock_lakehouse.ingestion.parser import ParsedPayload, Payload, parse_csv_payload, parse_payload
-from stock_lakehouse.lakehouse.object_store import ObjectFiles, S3Location
+from stock_lakehouse.lakehouse.lake import Lake
+from stock_lakehouse.lakehouse.object_store import ObjectFiles
 from stock_lakehouse.symbols import validate_interval, validate_month, validate_symbol
 
 _STAMP = "%Y%m%dT%H%M%S%fZ"
@@ -23,17 +24,13 @@ class LandingZone(dg.ConfigurableResource):
     """Raw payload storage beside the tables.
 
     Attributes:
-        root_uri: the lake root (local folder or ``s3a://bucket/prefix``); payloads go under ``landing/``.
-        s3_endpoint, s3_region, s3_path_style: how to reach an S3-compatible store (keys from the environment).
+        lake: the lake; payloads go under ``landing/`` beside the tables.
     """
 
-    root_uri: str
-    s3_endpoint: str | None = None
-    s3_region: str = "us-east-1"
-    s3_path_style: bool = True
+    lake: dg.ResourceDependency[Lake]
 
     def _files(self) -> ObjectFiles:
-        return ObjectFiles(self.root_uri, S3Location(self.s3_endpoint, self.s3_region, self.s3_path_style))
+        return self.lake.files()
 
     @staticmethod
     def folder(function: str, symbol: str, interval: str, month: str) -> str:

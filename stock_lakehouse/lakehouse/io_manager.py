@@ -1,6 +1,6 @@
 """Delta IO manager: each partitioned output overwrites exactly the partitions of its run.
 
-Table URI: ``<root_uri>/<asset key path>``, e.g. ``lake/silver/stock_clean``. Predicates come from the
+Table URI: ``Lake.table_uri(asset key)``, e.g. ``<lake>/silver/stock_clean``. Predicates come from the
 sorted ``asset_partition_keys`` (never from a key range, which raises for rectangles that vary in both
 dimensions), so single partitions, ranged backfills and arbitrary key sets write the same way through
 ``replaceWhere``. Delta checks that every written row matches the predicate, so an output can never
@@ -10,20 +10,37 @@ to the latest requested date (windows over earlier trading days).
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
+from stock_lakehouse.lakehouse.lake import Lake, short_name
 from stock_lakehouse.lakehouse.schemas import PARTITION_COLUMNS
 from stock_lakehouse.lakehouse.spark import SparkResource
 from stock_lakehouse.partitions import BarPartition, parse_keys, partition_predicate
 from stock_lakehouse.root_cause import exception_root_cause
 
+#: Preview rows per partition, and the largest run that gets previews (each is metadata in the event log).
+PREVIEW_ROWS = 5
+PREVIEW_MAX_PARTITIONS = 20
 
-def table_uri(root_uri: str, asset_key: dg.AssetKey) -> str:
-    return f"{root_uri.rstrip('/')}/{'/'.join(asset_key.path)}"
+
+def _md_cell(value: object) -> str:
+    # Values can come from outside (a payload's bar label): no Markdown or HTML of theirs may render.
+    text = " ".join(str(value).split())[:80]
+    return "".join("\\" + c if c in "\\`*_{}[]()<>#+!|~" else c for c in text)
+
+
+def markdown_table(df: pd.DataFrame, max_columns: int = 12) -> str:
+    """``df`` as a Markdown table (the UI renders Markdown metadata), at most ``max_columns`` columns."""
+    df = df.iloc[:, :max_columns]
+    cells = [[_md_cell(v) for v in row] for row in df.itertuples(index=False)]
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
 
 
 def table_exists(spark: SparkSession, uri: str) -> bool:
@@ -54,12 +71,15 @@ class DeltaIOManager(dg.ConfigurableIOManager):
     """Reads and writes Spark DataFrames as Delta tables partitioned by ``symbol``, ``trade_date``.
 
     Attributes:
-        root_uri: absolute local folder or ``s3a://bucket/prefix``.
+        lake: where the tables are.
         spark: the session resource.
     """
 
-    root_uri: str
+    lake: dg.ResourceDependency[Lake]
     spark: dg.ResourceDependency[SparkResource]
+
+    def _session(self) -> SparkSession:
+        return self.lake.configure_spark(self.spark.get_session())
 
     def _partitions(self, context: dg.OutputContext | dg.InputContext) -> list[BarPartition]:
         return parse_keys(context.asset_partition_keys)
@@ -92,8 +112,8 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             return
         write = obj if isinstance(obj, TableWrite) else TableWrite(obj)
         obj = write.df
-        uri = table_uri(self.root_uri, context.asset_key)
-        spark = self.spark.get_session()
+        uri = self.lake.table_uri(context.asset_key)
+        spark = self._session()
         kept = self._present(spark, uri, write.keep_if_present)
         untouched = set(kept) | set(write.skip)
         parts = [p for p in self._partitions(context) if p not in untouched]
@@ -110,8 +130,9 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             kept_meta["partitions_withheld"] = len(write.skip)
         if not parts:
             context.add_output_metadata(
-                {"table_uri": dg.MetadataValue.path(uri), "row_count": 0, "partitions_written": 0, **kept_meta}
+                {"table_uri": dg.MetadataValue.path(uri), "run_row_count": 0, "run_partitions_written": 0, **kept_meta}
             )
+            self._per_partition_metadata(context, kept, write.skip)
             return
         predicate = partition_predicate(parts)
         try:
@@ -136,17 +157,62 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             {
                 "table_uri": dg.MetadataValue.path(uri),
                 "delta_version": int(last["version"]),
-                "row_count": int(metrics.get("numOutputRows", 0)),
-                "partitions_written": len(parts),
+                # The run's totals, labelled as such: Dagster copies output metadata onto every partition.
+                "run_row_count": int(metrics.get("numOutputRows", 0)),
+                "run_partitions_written": len(parts),
                 **kept_meta,
-                # Dagster copies output metadata onto every partition's materialization event: keep it small.
                 "partition_predicate": predicate if len(predicate) <= 300 else predicate[:300] + "...",
             }
         )
+        self._per_partition_metadata(context, kept, write.skip)
+
+    def _per_partition_metadata(
+        self, context: dg.OutputContext, kept: Sequence[BarPartition], withheld: Sequence[BarPartition]
+    ) -> None:
+        """Each partition's own ``row_count`` (rows in the table now), the time of its newest bar (the data's
+        freshness, not the write's) and what happened to it (``written``; ``kept``: the source had no rows;
+        ``withheld``: quality gate). From the Delta log's file statistics: no data file is read."""
+        try:
+            stats = self.lake.partition_stats(context.asset_key)
+        except FileNotFoundError:
+            stats = {}
+        # OutputContext.step_context is not public API; add_asset_metadata(partition_key=) is how Dagster
+        # gives partitions of one ranged output their own metadata (checked with Dagster 1.13).
+        step = context.step_context
+        parts = self._partitions(context)
+        previews = self._previews(short_name(context.asset_key), [p for p in parts if p not in withheld])
+        for part in parts:
+            rows, newest = stats.get((part.symbol, part.trade_date), (0, None))
+            meta: dict[str, Any] = {
+                "row_count": rows,
+                "partition_status": "withheld" if part in withheld else "kept" if part in kept else "written",
+            }
+            if newest is not None:
+                meta["newest_bar_utc"] = dg.MetadataValue.timestamp(newest.replace(tzinfo=UTC))
+            if part in previews:
+                meta["preview"] = dg.MetadataValue.md(previews[part])
+            step.add_asset_metadata(meta, asset_key=context.asset_key, partition_key=part.key)
+
+    def _previews(self, table: str, parts: Sequence[BarPartition]) -> dict[BarPartition, str]:
+        """The first rows of each partition as Markdown, with the command that prints them all; only for
+        runs of up to ``PREVIEW_MAX_PARTITIONS`` partitions (one delta-rs read of those partitions)."""
+        if not parts or len(parts) > PREVIEW_MAX_PARTITIONS:
+            return {}
+        try:
+            df = self.lake.read(table, sorted({p.symbol for p in parts}), min(parts).trade_date, max(parts).trade_date)
+        except FileNotFoundError:
+            return {}
+        out = {}
+        for part in parts:
+            rows = df[(df.symbol == part.symbol) & (df.trade_date == part.trade_date)]
+            day = part.trade_date.isoformat()
+            command = f"stock-lakehouse show {table} --symbols {part.symbol} --start {day} --end {day}"
+            out[part] = f"{markdown_table(rows.head(PREVIEW_ROWS))}\n\n{len(rows)} rows; all of them: `{command}`"
+        return out
 
     def load_input(self, context: dg.InputContext) -> DataFrame:
-        uri = table_uri(self.root_uri, context.asset_key)
-        spark = self.spark.get_session()
+        uri = self.lake.table_uri(context.asset_key)
+        spark = self._session()
         parts = self._partitions(context)
         if not table_exists(spark, uri):
             raise FileNotFoundError(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
-#: Z-order column per table folder; tables of one row per partition only need compaction.
-ZORDER_BY = {"bronze/intraday_bars": "ts", "silver/stock_clean": "ts_utc"}
+#: Z-order column per table (short name of ``lake.TABLES``); tables of one row per partition only need compaction.
+ZORDER_BY = {"bronze": "ts", "silver": "ts_utc"}
 #: Delta refuses shorter retention without disabling its safety check: readers of older versions and
 #: concurrent writers may still need files younger than this.
 MIN_RETAIN_HOURS = 168

@@ -1,40 +1,34 @@
-"""Reading tables without Spark (delta-rs), for the CLI and for BI tools' style of access."""
+"""Reading tables without Spark (delta-rs), for the CLI, sensors and BI tools' style of access.
+
+Code holding the ``Lake`` resource calls ``Lake.read`` / ``Lake.dataset``; these functions take the
+lake's URI and store explicitly for tests and tools that have no Dagster resources.
+"""
 
 from __future__ import annotations
 
 import functools
 import operator
+import re
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 
+import dagster as dg
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as pads
 from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
 
+from stock_lakehouse.lakehouse.lake import table_folder
 from stock_lakehouse.lakehouse.object_store import S3Location, is_s3
 
-TABLES = {
-    "bronze": "bronze/intraday_bars",
-    "silver": "silver/stock_clean",
-    "gold": "gold/daily_kpis",
-    "bi": "gold/bi_stock_daily",
-    "signals": "gold/signals",
-    "quarantine": "silver/stock_clean",  # a view: silver's invalid rows
-}
+
+def table_path(lake_uri: str, table: str | dg.AssetKey) -> str:
+    """Folder of a table given its short name (bronze/silver/gold/bi/signals/quarantine) or its path."""
+    return f"{lake_uri.rstrip('/')}/{table_folder(table)}"
 
 
-def table_path(lake_uri: str, table: str) -> str:
-    """Folder of a table given its short name (bronze/silver/gold/bi) or its path."""
-    rel = TABLES.get(table, table)
-    return f"{lake_uri.rstrip('/')}/{rel}"
-
-
-def table_dataset(lake_uri: str, table: str, version: int | None = None, s3: S3Location | None = None) -> pads.Dataset:
-    """The pyarrow dataset of a table (short name or path), local or ``s3a://``; optionally as of a version.
-
-    Raises:
-        FileNotFoundError: no Delta table at that path.
-    """
+def _delta_table(lake_uri: str, table: str | dg.AssetKey, version: int | None, s3: S3Location | None) -> DeltaTable:
     path = table_path(lake_uri, table)
     options = None
     if is_s3(path):
@@ -42,9 +36,53 @@ def table_dataset(lake_uri: str, table: str, version: int | None = None, s3: S3L
         path = "s3://" + path.split("://", 1)[1]
         options = (s3 or S3Location()).delta_rs_options()
     try:
-        dt = DeltaTable(path, version=version, storage_options=options)
-    except Exception as exc:  # delta-rs raises TableNotFoundError for missing or non-Delta folders
-        raise FileNotFoundError(f"no Delta table at {path} ({type(exc).__name__}: {str(exc)[:200]})") from None
+        return DeltaTable(path, version=version, storage_options=options)
+    except TableNotFoundError as exc:  # a missing or non-Delta folder
+        raise FileNotFoundError(f"no Delta table at {path} ({str(exc).splitlines()[0][:200]})") from None
+    except Exception as exc:
+        # Anything else (store unreachable, access denied) is not "no data": callers must not take it for that.
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # delta-rs colours its error chains
+        detail = " ".join(line.strip() for line in plain.splitlines()[:3])[:300]
+        raise OSError(f"cannot read the Delta table at {path}: {type(exc).__name__}: {detail}") from None
+
+
+def partition_stats(
+    lake_uri: str, table: str | dg.AssetKey, s3: S3Location | None = None
+) -> dict[tuple[str, date], tuple[int, datetime | None]]:
+    """Rows and newest bar time (``ts_utc``, for tables that have it) per (symbol, trade_date) of a table's
+    current version, from the Delta log's file statistics: no data file is read.
+
+    Raises:
+        FileNotFoundError: no Delta table at that path.
+        OSError: the store cannot be read.
+    """
+    actions = pa.table(_delta_table(lake_uri, table, None, s3).get_add_actions(flatten=True))
+    n = actions.num_rows
+    newest = actions.column("max.ts_utc").to_pylist() if "max.ts_utc" in actions.column_names else [None] * n
+    stats: dict[tuple[str, date], tuple[int, datetime | None]] = {}
+    for symbol, day, rows, ts in zip(
+        actions.column("partition.symbol").to_pylist(),
+        actions.column("partition.trade_date").to_pylist(),
+        actions.column("num_records").to_pylist(),
+        newest,
+        strict=True,
+    ):
+        before_rows, before_ts = stats.get((symbol, day), (0, None))
+        latest = max((t for t in (before_ts, ts) if t is not None), default=None)
+        stats[(symbol, day)] = (before_rows + int(rows or 0), latest)
+    return stats
+
+
+def table_dataset(
+    lake_uri: str, table: str | dg.AssetKey, version: int | None = None, s3: S3Location | None = None
+) -> pads.Dataset:
+    """The pyarrow dataset of a table (short name or path), local or ``s3a://``; optionally as of a version.
+
+    Raises:
+        FileNotFoundError: no Delta table at that path.
+        OSError: the store cannot be read (unreachable, access denied).
+    """
+    dt = _delta_table(lake_uri, table, version, s3)
     return dt.to_pyarrow_dataset()
 
 

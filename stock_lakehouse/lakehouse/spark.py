@@ -103,9 +103,9 @@ class SparkResource(dg.ConfigurableResource):
         driver_memory: ``spark.driver.memory``.
         conf: extra Spark settings. Never put keys here (resource config is shown in the UI): S3 keys
             come from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` in the environment.
-        s3_endpoint: S3-compatible endpoint (MinIO, Ceph, ...); None for AWS S3.
-        s3_path_style: path-style addressing, needed by most S3-compatible servers.
-        s3_region: region used for request signing.
+
+    Where S3 is and its keys are the lake's business (``Lake.configure_spark``); this resource only sets
+    what every S3A session needs (credential providers, bounded timeouts).
     """
 
     master: str = "local[*]"
@@ -113,9 +113,6 @@ class SparkResource(dg.ConfigurableResource):
     shuffle_partitions: int = 4
     driver_memory: str = "2g"
     conf: dict[str, str] = {}
-    s3_endpoint: str | None = None
-    s3_path_style: bool = True
-    s3_region: str = "us-east-1"
 
     def spark_conf(self) -> dict[str, Any]:
         """The full Spark configuration this resource applies (no secrets in it)."""
@@ -139,8 +136,6 @@ class SparkResource(dg.ConfigurableResource):
             "spark.driver.extraJavaOptions": "-Dlog4j2.rootLogger.level=error -Duser.timezone=UTC "
             + (f'"{_LOG4J2_OPT}"' if " " in _LOG4J2_OPT else _LOG4J2_OPT),
             "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
-            "spark.hadoop.fs.s3a.path.style.access": str(self.s3_path_style).lower(),
-            "spark.hadoop.fs.s3a.endpoint.region": self.s3_region,
             "spark.hadoop.fs.s3a.aws.credentials.provider": (
                 "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider,"
                 "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
@@ -153,14 +148,16 @@ class SparkResource(dg.ConfigurableResource):
             "spark.hadoop.fs.s3a.retry.limit": "3",
             "spark.hadoop.fs.s3a.retry.interval": "500ms",
         }
-        if jars:
+        if jars and self.master.startswith("local"):
+            # One JVM: the jars go on its class path as they are. spark.jars would copy all of them
+            # (277 MB, mostly the AWS SDK bundle) into every session's temp folder for executors that
+            # are the same JVM.
+            conf["spark.driver.extraClassPath"] = os.pathsep.join(jars)
+        elif jars:
             conf["spark.jars"] = ",".join(jars)
         else:
             conf["spark.jars.packages"] = ",".join(PACKAGES)
             conf["spark.jars.ivy"] = str(ivy_dir())
-        if self.s3_endpoint:
-            conf["spark.hadoop.fs.s3a.endpoint"] = self.s3_endpoint
-            conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(self.s3_endpoint.startswith("https")).lower()
         # Every temp file of the driver under this process's folder, removed by the next session once
         # the process is gone (see the module docstring); quoted for the JVM if the path has spaces.
         local_dir = str(process_spark_dir())
@@ -169,22 +166,6 @@ class SparkResource(dg.ConfigurableResource):
         conf["spark.driver.extraJavaOptions"] += f' "{tmp_opt}"' if " " in local_dir else f" {tmp_opt}"
         conf.update(self.conf)
         return conf
-
-    def _apply_s3(self, session: SparkSession) -> None:
-        # Set on the live Hadoop configuration, not in the Spark conf: keys stay out of every config
-        # Dagster shows, and a session started before the settings changed (tests) still follows them.
-        hconf = session.sparkContext._jsc.hadoopConfiguration()
-        if self.s3_endpoint:
-            hconf.set("fs.s3a.endpoint", self.s3_endpoint)
-            hconf.set("fs.s3a.connection.ssl.enabled", str(self.s3_endpoint.startswith("https")).lower())
-        hconf.set("fs.s3a.path.style.access", str(self.s3_path_style).lower())
-        hconf.set("fs.s3a.endpoint.region", self.s3_region)
-        for env_name, key in (
-            ("AWS_ACCESS_KEY_ID", "fs.s3a.access.key"),
-            ("AWS_SECRET_ACCESS_KEY", "fs.s3a.secret.key"),
-        ):
-            if os.environ.get(env_name):
-                hconf.set(key, os.environ[env_name])
 
     def get_session(self) -> SparkSession:
         """The process's Spark session, started on first use."""
@@ -200,5 +181,4 @@ class SparkResource(dg.ConfigurableResource):
                 session = spark_session_from_config(self.spark_conf())
                 session.sparkContext.setLogLevel("FATAL")  # as log4j2.properties: errors reach Python
                 _sessions_started += 1
-            self._apply_s3(session)
             return session

@@ -1,7 +1,9 @@
 """SodaCL rules as Dagster asset checks: one multi-asset check (one Soda scan) per table per run.
 
 The check loads exactly the partitions the run materialized (through the Delta IO manager), scans
-them once, and reports every rule as its own asset check with Soda's measured value. Fail-level table
+them once, and reports every rule as its own asset check with Soda's measured value, for each partition
+of the run (``partition_results.py``: table rules carry the scan's outcome, row-quality rules and the
+Python check each partition's own). Fail-level table
 rules are blocking: a failure stops downstream layers in that run. Row-quality rules
 (``gate: partition``) are judged per partition by ``quality/gates.py`` in one grouped query instead of
 the scan; they never block the run: a partition above the share is withheld by gold and BI, and the
@@ -19,11 +21,20 @@ from pyspark.sql import DataFrame
 from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.partitions import BarPartition, parse_keys
 from stock_lakehouse.quality.gates import QualityGate, Verdict
+from stock_lakehouse.quality.partition_results import (
+    MAX_PARTITION_RESULTS,
+    Outcome,
+    emit,
+    materializations_by_partition,
+)
 from stock_lakehouse.quality.rules import QUALITY_DIR, Rule, RulesError, RuleSuite, load_suite
 from stock_lakehouse.quality.soda_runner import run_scan
 
-#: Extra checks in Python for what SodaCL cannot say: (spec, function(df, partitions) -> result).
-PlainCheck = tuple[dg.AssetCheckSpec, Callable[[DataFrame, list[BarPartition], IngestionConfig], dg.AssetCheckResult]]
+#: Extra checks in Python for what SodaCL cannot say: (spec, function(df, partitions) -> (run, per partition)).
+PlainCheck = tuple[
+    dg.AssetCheckSpec,
+    Callable[[DataFrame, list[BarPartition], IngestionConfig], tuple[Outcome, dict[BarPartition, Outcome]]],
+]
 
 MAX_LISTED_PARTITIONS = 50
 
@@ -44,7 +55,9 @@ def regular_bars_every_trading_day(asset_key: dg.AssetKey) -> PlainCheck:
         description="Each (symbol, trading day) of the run has regular-session bars.",
     )
 
-    def evaluate(df: DataFrame, parts: list[BarPartition], ingestion: IngestionConfig) -> dg.AssetCheckResult:
+    def evaluate(
+        df: DataFrame, parts: list[BarPartition], ingestion: IngestionConfig
+    ) -> tuple[Outcome, dict[BarPartition, Outcome]]:
         have = {
             (r["symbol"], r["trade_date"])
             for r in df.where("session = 'regular'").select("symbol", "trade_date").distinct().collect()
@@ -54,34 +67,41 @@ def regular_bars_every_trading_day(asset_key: dg.AssetKey) -> PlainCheck:
             for p in parts
             if ingestion.is_trading_day(p.symbol, p.trade_date) and (p.symbol, p.trade_date) not in have
         ]
-        return dg.AssetCheckResult(
-            asset_key=asset_key,
-            check_name=spec.name,
-            passed=not missing,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                **_partition_metadata(parts),
-                "partitions_without_regular_bars": [str(p.key) for p in missing[:100]],
-            },
+        warn = dg.AssetCheckSeverity.WARN
+        run = Outcome(
+            not missing,
+            warn,
+            {**_partition_metadata(parts), "partitions_without_regular_bars": [str(p.key) for p in missing[:100]]},
         )
+        per = {
+            p: Outcome(
+                p not in missing, warn, {"scope": "partition", "outcome": "no regular bars" if p in missing else "pass"}
+            )
+            for p in parts
+        }
+        return run, per
 
     return spec, evaluate
 
 
-def _partition_rule_result(
-    asset_key: dg.AssetKey, rule: Rule, verdicts: list[Verdict], meta: dict[str, object], max_share: float
-) -> dg.AssetCheckResult:
-    """One row-quality rule over the run: ERROR naming the partitions it helped withhold, WARN when
-    bars failed but every partition stayed within ``max_share``, pass otherwise. Never blocking."""
-    failing = sorted((v for v in verdicts if rule.name in v.by_rule), key=lambda v: v.key)
+def _partition_rule_outcomes(
+    rule: Rule,
+    verdicts: dict[BarPartition, Verdict],
+    parts: list[BarPartition],
+    meta: dict[str, object],
+    max_share: float,
+) -> tuple[Outcome, dict[BarPartition, Outcome]]:
+    """One row-quality rule: ERROR naming the partitions it helped withhold, WARN when bars failed but
+    every partition stayed within ``max_share``, pass otherwise; for the run and for each partition.
+    Never blocking."""
+    failing = sorted((v for v in verdicts.values() if rule.name in v.by_rule), key=lambda v: v.key)
     withheld = [v for v in failing if v.withheld]
     outcome = f"withheld {len(withheld)} partition(s)" if withheld else ("warn" if failing else "pass")
-    return dg.AssetCheckResult(
-        asset_key=asset_key,
-        check_name=rule.name,
-        passed=not failing,
-        severity=dg.AssetCheckSeverity.ERROR if withheld else dg.AssetCheckSeverity.WARN,
-        metadata={
+    error, warn = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
+    run = Outcome(
+        not failing,
+        error if withheld else warn,
+        {
             **meta,
             "outcome": outcome,
             "soda_value": sum(v.by_rule[rule.name] for v in failing),
@@ -91,6 +111,24 @@ def _partition_rule_result(
             "warned_partitions": [v.describe() for v in failing if not v.withheld][:MAX_LISTED_PARTITIONS],
         },
     )
+    per: dict[BarPartition, Outcome] = {}
+    for part in parts:
+        v = verdicts.get(part)
+        failed = v.by_rule.get(rule.name, 0) if v else 0
+        detail: dict[str, object] = {"scope": "partition", "soda_value": failed, "bars": v.bars if v else 0}
+        if v and failed:
+            detail.update(
+                {
+                    "outcome": "withheld" if v.withheld else "warn",
+                    "invalid_share": round(v.share, 6),
+                    "max_invalid_share": max_share,
+                    ("withheld_partitions" if v.withheld else "warned_partitions"): [v.describe()],
+                }
+            )
+        else:
+            detail["outcome"] = "pass" if v else "pass (no bars)"
+        per[part] = Outcome(not failed, error if v and v.withheld else warn, detail)
+    return run, per
 
 
 def build_soda_checks(
@@ -121,6 +159,7 @@ def build_soda_checks(
         for s, _ in plain_checks
     ]
     severity = {r.name: dg.AssetCheckSeverity.WARN if r.warn_only else dg.AssetCheckSeverity.ERROR for r in suite.rules}
+    spec_of = {spec.name: spec for spec in specs}
 
     @dg.multi_asset_check(
         specs=specs + plain_specs,
@@ -130,16 +169,22 @@ def build_soda_checks(
     )
     def soda_checks(
         context: dg.AssetCheckExecutionContext, table: DataFrame, ingestion: IngestionConfig, quality: QualityGate
-    ) -> Iterator[dg.AssetCheckResult]:
+    ) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation | dg.Output]:
         parts = parse_keys(context.partition_keys)
         meta = _partition_metadata(parts)
+        targets = (
+            materializations_by_partition(context.instance, asset_key, parts)
+            if 0 < len(parts) <= MAX_PARTITION_RESULTS
+            else None
+        )
         if parts and not any(ingestion.is_trading_day(p.symbol, p.trade_date) for p in parts):
+            closed = {"outcome": "skipped (market closed)"}
             for spec in specs + plain_specs:
-                yield dg.AssetCheckResult(
-                    asset_key=asset_key,
-                    check_name=spec.name,
-                    passed=True,
-                    metadata={**meta, "outcome": "skipped (market closed)"},
+                yield from emit(
+                    spec,
+                    Outcome(True, metadata={**meta, **closed}),
+                    dict.fromkeys(parts, Outcome(True, metadata=closed)),
+                    targets,
                 )
             return
         table = table.cache()
@@ -147,26 +192,26 @@ def build_soda_checks(
             report = run_scan(table, suite)
             context.log.info(f"Soda scan of {suite.view}: {len(suite.rules)} rules, {report.seconds:.2f}s")
             if suite.partition_rules:
-                verdicts = list(quality.verdicts(context.run.run_id, table, parts).values())
+                verdicts = quality.verdicts(context.run.run_id, table, parts)
                 for rule in suite.partition_rules:
-                    yield _partition_rule_result(asset_key, rule, verdicts, meta, quality.max_invalid_share)
+                    run, per = _partition_rule_outcomes(rule, verdicts, parts, meta, quality.max_invalid_share)
+                    yield from emit(spec_of[rule.name], run, per, targets)
+            scope = {"scope": f"run: one Soda scan over {len(parts)} partition(s)"}
             for rule in suite.table_rules:
                 res = report.results[rule.name]
-                metadata = {**meta, "outcome": res.outcome, "scan_seconds": round(report.seconds, 3)}
+                measured: dict[str, object] = {"outcome": res.outcome, "scan_seconds": round(report.seconds, 3)}
                 if res.value is not None:
-                    metadata["soda_value"] = res.value
-                metadata.update({f"soda_{k}": v for k, v in res.details.items()})
+                    measured["soda_value"] = res.value
+                measured.update({f"soda_{k}": v for k, v in res.details.items()})
                 if res.outcome == "not evaluated" and report.errors:
-                    metadata["soda_errors"] = report.errors[-2000:]
-                yield dg.AssetCheckResult(
-                    asset_key=asset_key,
-                    check_name=rule.name,
-                    passed=res.outcome == "pass",
-                    severity=severity[rule.name],
-                    metadata=metadata,
-                )
-            for _, evaluate in plain_checks:
-                yield evaluate(table, parts, ingestion)
+                    measured["soda_errors"] = report.errors[-2000:]
+                passed = res.outcome == "pass"
+                run = Outcome(passed, severity[rule.name], {**meta, **measured})
+                per = dict.fromkeys(parts, Outcome(passed, severity[rule.name], {**scope, **measured}))
+                yield from emit(spec_of[rule.name], run, per, targets)
+            for spec, evaluate in plain_checks:
+                run, per = evaluate(table, parts, ingestion)
+                yield from emit(spec, run, per, targets)
         finally:
             table.unpersist()
 

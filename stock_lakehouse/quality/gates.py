@@ -11,6 +11,9 @@ they were. At or below the share it proceeds from its valid bars and the rule re
 The silver check reports the verdicts; gold and BI enforce them. All three ask the same
 ``QualityGate`` for the same run and get the verdicts computed once per run (they share a process
 under the in-process executor; a step in another process computes them again, with the same result).
+
+Outside a run (the dashboard) ``judge_partitions_duckdb`` gives the same verdicts without Spark: the same
+rules' conditions run by DuckDB over Arrow data, the same ``Verdict.of`` deciding what is withheld.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from stock_lakehouse.partitions import BarPartition, partition_predicate
-from stock_lakehouse.quality.rules import QUALITY_DIR, Rule, load_suite
+from stock_lakehouse.quality.rules import QUALITY_DIR, Rule, RulesError, load_suite
 
 _CACHE_SIZE = 8
 _cache: OrderedDict[tuple[str, str, tuple[BarPartition, ...]], dict[BarPartition, Verdict]] = OrderedDict()
@@ -50,6 +53,17 @@ class Verdict:
     @property
     def share(self) -> float:
         return self.invalid / self.bars if self.bars else 0.0
+
+    @classmethod
+    def of(
+        cls, partition: BarPartition, bars: int, invalid: int, max_share: float, by_rule: dict[str, int] | None = None
+    ) -> Verdict:
+        """The verdict for counted bars: withheld when the share of failing bars is above ``max_share``.
+
+        The one place the threshold is applied, whichever engine counted the bars.
+        """
+        withheld = bars > 0 and invalid / bars > max_share
+        return cls(partition, bars, invalid, withheld=withheld, by_rule=dict(by_rule or {}))
 
     def describe(self) -> str:
         """``2024-03-04|XYZ: 3 of 60 bars (5.00%) fail silver_low_not_above_high 1, ...``"""
@@ -77,7 +91,61 @@ def judge_partitions(silver: DataFrame, rules: Sequence[Rule], max_share: float)
         part = BarPartition(row["symbol"], row["trade_date"])
         bars, invalid = int(row["_bars"]), int(row["_invalid"])
         by_rule = {name: int(row[f"_r{i}"]) for i, name in enumerate(failing) if row[f"_r{i}"]}
-        out[part] = Verdict(part, bars, invalid, withheld=bars > 0 and invalid / bars > max_share, by_rule=by_rule)
+        out[part] = Verdict.of(part, bars, invalid, max_share, by_rule)
+    return out
+
+
+#: DuckDB stand-ins for Spark SQL functions a rule's condition may use that DuckDB lacks (``double('inf')``
+#: in ``silver_prices_finite``); the rest of the conditions' SQL means the same in both.
+_SPARK_SQL_MACROS = (
+    "CREATE MACRO double(x) AS CAST(x AS DOUBLE)",
+    "CREATE MACRO string(x) AS CAST(x AS VARCHAR)",
+    "CREATE MACRO isnotnull(x) AS x IS NOT NULL",
+    "CREATE MACRO nvl(x, y) AS coalesce(x, y)",
+)
+
+
+def judge_partitions_duckdb(silver: object, rules: Sequence[Rule], max_share: float) -> dict[BarPartition, Verdict]:
+    """``judge_partitions`` without Spark: DuckDB runs the same rules' conditions (``Rule.failing_bar``).
+
+    For readers outside a run (the dashboard). Give it Arrow data (a ``pyarrow`` table or dataset): a
+    pandas frame turns a NaN price into a null, so such a bar would count under the wrong rule.
+
+    Args:
+        silver: rows of ``silver/stock_clean`` (any set of partitions).
+        rules: the ``gate: partition`` rules.
+        max_share: a partition whose share of failing bars is above this is withheld.
+
+    Raises:
+        RulesError: a rule's condition is SQL that DuckDB cannot run (the message names the rule).
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        for macro in _SPARK_SQL_MACROS:
+            con.execute(macro)
+        con.register("silver_rows", silver)
+        failing = {r.name: f"coalesce({r.failing_bar}, false)" for r in rules}
+        for name, cond in failing.items():
+            try:
+                con.execute(f"SELECT count(*) FROM silver_rows WHERE {cond} LIMIT 0")
+            except duckdb.Error as exc:
+                first = str(exc).strip().splitlines()[0]
+                raise RulesError(f"rule {name!r}: its condition cannot be evaluated without Spark: {first}") from None
+        any_failing = " OR ".join(failing.values()) or "false"
+        aggs = ["count(*)", f"count(*) FILTER (WHERE {any_failing})"]
+        aggs += [f"count(*) FILTER (WHERE {cond})" for cond in failing.values()]
+        rows = con.execute(
+            f"SELECT symbol, trade_date, {', '.join(aggs)} FROM silver_rows GROUP BY symbol, trade_date"
+        ).fetchall()
+    finally:
+        con.close()
+    out: dict[BarPartition, Verdict] = {}
+    for symbol, trade_date, bars, invalid, *per_rule in rows:
+        part = BarPartition(symbol, trade_date)
+        by_rule = {name: int(n) for name, n in zip(failing, per_rule, strict=True) if n}
+        out[part] = Verdict.of(part, int(bars), int(invalid), max_share, by_rule)
     return out
 
 

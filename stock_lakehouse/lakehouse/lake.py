@@ -1,0 +1,161 @@
+"""The lake: where it is, how to reach it, and what its tables are called.
+
+Why a resource of its own: the lake's location used to be stated in four places (settings, Spark's
+S3A settings, the landing zone, each sensor's arguments) and two sensors lost the S3 endpoint on the
+way. Now the lake is one ``Lake`` resource; the IO manager, the landing zone, Spark sessions, the
+delta-rs readers, maintenance and every sensor that reads a table ask it. Table names live here too
+(``TABLES``): asset keys, folders, SQL view names and step names are all derived from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import dagster as dg
+
+from stock_lakehouse.lakehouse.object_store import ObjectFiles, S3Location, is_s3, split_s3
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow.dataset as pads
+    from pyspark.sql import SparkSession
+
+#: Short name -> path under the lake root. The path is also the table's Dagster asset key.
+TABLES: dict[str, tuple[str, str]] = {
+    "bronze": ("bronze", "intraday_bars"),
+    "silver": ("silver", "stock_clean"),
+    "gold": ("gold", "daily_kpis"),
+    "bi": ("gold", "bi_stock_daily"),
+    "signals": ("gold", "signals"),
+}
+#: Views over a table: silver's invalid rows.
+VIEWS: dict[str, str] = {"quarantine": "silver"}
+
+
+def table_folder(table: str | dg.AssetKey | Sequence[str]) -> str:
+    """The folder of a table under the lake root: from its short name (``gold``), its asset key or its
+    path (``gold/daily_kpis``).
+
+    Raises:
+        ValueError: for a name that is no table of the lake (e.g. from a CLI argument).
+    """
+    if isinstance(table, dg.AssetKey):
+        parts = tuple(table.path)
+    elif isinstance(table, str):
+        name = VIEWS.get(table, table)
+        parts = TABLES[name] if name in TABLES else tuple(name.split("/"))
+    else:
+        parts = tuple(table)
+    if parts not in TABLES.values():
+        known = ", ".join([*TABLES, *VIEWS])
+        raise ValueError(f"unknown table {'/'.join(parts)[:80]!r}; tables: {known}")
+    return "/".join(parts)
+
+
+def short_name(table: str | dg.AssetKey | Sequence[str]) -> str:
+    """The short name (``gold``) of a table given as asset key, path or short name."""
+    folder = table_folder(table)
+    return next(name for name, path in TABLES.items() if "/".join(path) == folder)
+
+
+def step_name(table: str) -> str:
+    """The Dagster step (op) name of the asset writing ``table`` (short name)."""
+    return "__".join(TABLES[table])
+
+
+class Lake(dg.ConfigurableResource):
+    """Where the lake is and how to reach it; no keys (S3 keys come from ``AWS_ACCESS_KEY_ID`` /
+    ``AWS_SECRET_ACCESS_KEY`` in the environment, read by S3A, boto3 and delta-rs alike).
+
+    Attributes:
+        root: absolute local folder or ``s3a://bucket/prefix``.
+        s3_endpoint: S3-compatible endpoint (MinIO, Ceph, ...); None for AWS S3.
+        s3_region: region used for request signing.
+        s3_path_style: path-style addressing, needed by most S3-compatible servers.
+    """
+
+    root: str
+    s3_endpoint: str | None = None
+    s3_region: str = "us-east-1"
+    s3_path_style: bool = True
+
+    @staticmethod
+    def resolve_root(root: str) -> str:
+        """``root`` as a URI Spark understands: an absolute local path or ``s3a://...``."""
+        if "://" in root:
+            return root.rstrip("/")
+        return str(Path(root).expanduser().resolve())
+
+    @property
+    def uri(self) -> str:
+        return self.resolve_root(self.root)
+
+    @property
+    def on_s3(self) -> bool:
+        return is_s3(self.uri)
+
+    @property
+    def s3(self) -> S3Location:
+        return S3Location(self.s3_endpoint, self.s3_region, self.s3_path_style)
+
+    def table_uri(self, table: str | dg.AssetKey) -> str:
+        """The URI of a table's folder (short name, asset key or path)."""
+        return f"{self.uri}/{table_folder(table)}"
+
+    def files(self) -> ObjectFiles:
+        """Whole files under the root (the landing zone)."""
+        return ObjectFiles(self.uri, self.s3)
+
+    def probe(self) -> str | None:
+        """Why the lake's bucket cannot be used now, or None (always None for a local folder)."""
+        return self.s3.probe(split_s3(self.uri)[0]) if self.on_s3 else None
+
+    def configure_spark(self, session: SparkSession) -> SparkSession:
+        """Point ``session``'s S3A file system at this lake's store.
+
+        Set on the live Hadoop configuration, not in the Spark conf: keys stay out of every config Dagster
+        shows, and executors of a cluster receive it with each job.
+        """
+        import os
+
+        hconf = session.sparkContext._jsc.hadoopConfiguration()
+        if self.s3_endpoint:
+            hconf.set("fs.s3a.endpoint", self.s3_endpoint)
+            hconf.set("fs.s3a.connection.ssl.enabled", str(self.s3_endpoint.startswith("https")).lower())
+        hconf.set("fs.s3a.path.style.access", str(self.s3_path_style).lower())
+        hconf.set("fs.s3a.endpoint.region", self.s3_region)
+        for env_name, key in (
+            ("AWS_ACCESS_KEY_ID", "fs.s3a.access.key"),
+            ("AWS_SECRET_ACCESS_KEY", "fs.s3a.secret.key"),
+        ):
+            if os.environ.get(env_name):
+                hconf.set(key, os.environ[env_name])
+        return session
+
+    def dataset(self, table: str | dg.AssetKey, version: int | None = None) -> pads.Dataset:
+        """A table as a pyarrow dataset (delta-rs, no Spark); see ``reader.table_dataset``."""
+        from stock_lakehouse.lakehouse.reader import table_dataset
+
+        return table_dataset(self.uri, table, version, self.s3)
+
+    def partition_stats(self, table: str | dg.AssetKey) -> dict[tuple[str, date], tuple[int, datetime | None]]:
+        """Rows and newest bar time per (symbol, trade_date), from the Delta log; see ``reader.partition_stats``."""
+        from stock_lakehouse.lakehouse.reader import partition_stats
+
+        return partition_stats(self.uri, table, self.s3)
+
+    def read(
+        self,
+        table: str,
+        symbols: Sequence[str] | None = None,
+        start: date | None = None,
+        end: date | None = None,
+        version: int | None = None,
+    ) -> pd.DataFrame:
+        """Rows of a table for symbols and a trade-date range (delta-rs, no Spark); see ``reader.read_table``."""
+        from stock_lakehouse.lakehouse.reader import read_table
+
+        return read_table(self.uri, table, symbols, start, end, version, self.s3)

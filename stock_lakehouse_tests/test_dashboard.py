@@ -1,0 +1,449 @@
+"""The dashboard: its shaping functions on hand-made frames, the page in a real browser over a lake built
+by the pipeline, and its data access on MinIO.
+
+One lake serves every test that needs one (module fixture): the bundled NVDA sample (2024-03-01..12) and
+one day of a symbol XYZ with 3 bad bars in 60, which the row-quality gate withholds. The settings lower
+the anomaly thresholds so the sample has anomalies to show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from stock_lakehouse.cli import main
+from stock_lakehouse.dashboard import shaping
+from stock_lakehouse.quality.gates import Verdict, judge_partitions, judge_partitions_duckdb
+from stock_lakehouse.quality.rules import QUALITY_DIR, load_suite
+from stock_lakehouse_tests.conftest import NVDA_SAMPLE
+from stock_lakehouse_tests.services import bin_path, chromium, free_port, logged_process, wait_http
+
+D1, D2, D3 = date(2024, 3, 4), date(2024, 3, 5), date(2024, 3, 6)
+PRICE_PCT, VOLUME_MULTIPLE = 5.0, 1.5
+
+
+def _day(d: date) -> pd.Timestamp:
+    return pd.Timestamp(d)
+
+
+# ---------------------------------------------------------------- (a) shaping, no lake, no browser
+
+
+def bi_rows(**overrides) -> pd.DataFrame:
+    rows = {
+        "symbol": ["AAA"] * 3,
+        "trade_date": [D1, D2, D3],
+        "close": [100.0, 110.0, 109.0],
+        "vwap": [99.5, 108.0, 109.5],
+        "volume": [1_000, 5_000, 1_200],
+        "prev_close": [float("nan"), 100.0, 110.0],
+        "price_change_pct": [float("nan"), 10.0, -0.909],
+        "volume_7d_avg": [1_000.0, 1_000.0, 2_400.0],
+        "volatility_score": [float("nan"), float("nan"), 80.0],
+    }
+    rows.update(overrides)
+    return pd.DataFrame(rows)
+
+
+def test_daily_view_puts_bi_and_signals_side_by_side_by_date():
+    signals = pd.DataFrame(
+        {
+            "symbol": ["AAA"] * 3,
+            # D3 before D1: the view sorts; a day in signals only keeps its row with the signals' close.
+            "trade_date": [D3, D1, date(2024, 3, 7)],
+            "close": [109.0, 100.0, 111.0],
+            "sma_5": [1.0, 2.0, 3.0],
+            "sma_20": [None, None, 4.0],
+            "bb_upper": [None, None, 5.0],
+            "bb_lower": [None, None, 6.0],
+            "rsi_14": [None, None, 70.5],
+        }
+    )
+    daily = shaping.daily_view(bi_rows(), signals)
+    assert list(daily.columns) == shaping.DAILY_COLUMNS
+    assert list(daily.trade_date) == [_day(D1), _day(D2), _day(D3), _day(date(2024, 3, 7))]
+    assert list(daily.close) == [100.0, 110.0, 109.0, 111.0]
+    assert list(daily.vwap.fillna(-1)) == [99.5, 108.0, 109.5, -1]
+    assert list(daily.sma_5.fillna(-1)) == [2.0, -1, 1.0, 3.0]
+    assert daily.rsi_14.iloc[-1] == 70.5 and daily.volume.iloc[1] == 5_000
+
+
+def test_daily_view_of_nothing_is_empty_with_its_columns():
+    daily = shaping.daily_view(pd.DataFrame(), pd.DataFrame())
+    assert daily.empty and list(daily.columns) == shaping.DAILY_COLUMNS
+
+
+def test_anomaly_table_applies_find_anomalies_with_the_given_thresholds():
+    table = shaping.anomaly_table(bi_rows(), price_change_pct=8.0, volume_multiple=3.0)
+    # D2: +10 % > 8 % and 5,000 > 3 x 1,000; D3: -0.9 % and 1,200 < 3 x 2,400 are not anomalies.
+    assert list(table.columns) == shaping.ANOMALY_COLUMNS
+    assert list(zip(table.trade_date, table.symbol, table.rule, strict=True)) == [
+        (_day(D2), "AAA", "price_change"),
+        (_day(D2), "AAA", "volume"),
+    ]
+    assert (
+        table.detail.iloc[0]
+        == "AAA 2024-03-05: close 110.00 is +10.00 % from the previous close 100.00 (threshold 8 %)"
+    )
+    # Higher thresholds: nothing; an empty BI: an empty table with its columns.
+    assert shaping.anomaly_table(bi_rows(), 20.0, 10.0).empty
+    assert list(shaping.anomaly_table(pd.DataFrame(), 8.0, 3.0).columns) == shaping.ANOMALY_COLUMNS
+
+
+def test_anomaly_table_lists_the_most_recent_first():
+    bi = bi_rows(price_change_pct=[float("nan"), 10.0, -12.0])
+    assert list(shaping.anomaly_table(bi, 8.0, 30.0).trade_date) == [_day(D3), _day(D2)]
+
+
+def verdicts() -> list[Verdict]:
+    from stock_lakehouse.partitions import BarPartition
+
+    return [
+        Verdict.of(BarPartition("AAA", D1), 60, 3, 0.01, {"silver_close_present": 1, "silver_low_not_above_high": 2}),
+        Verdict.of(BarPartition("AAA", D2), 390, 1, 0.01, {"silver_low_not_above_high": 1}),
+        Verdict.of(BarPartition("AAA", D3), 390, 0, 0.01),
+    ]
+
+
+def test_verdict_frame_keeps_the_gates_verdicts():
+    frame = shaping.verdict_frame(verdicts())
+    assert list(frame.withheld) == [True, False, False]  # 5 % and 0.26 % against 1 %
+    assert frame.share.iloc[0] == pytest.approx(0.05)
+    assert frame.failing_rules.iloc[0] == "silver_close_present 1, silver_low_not_above_high 2"
+
+
+def test_quarantine_table_counts_bars_and_reasons_per_partition_with_the_verdict():
+    quarantine = pd.DataFrame(
+        {
+            "symbol": ["AAA"] * 4,
+            "trade_date": [D1, D1, D1, D2],
+            "dq_reason": [
+                "missing_close",
+                "low_above_high;negative_volume",
+                "low_above_high",
+                "low_above_open_or_close",
+            ],
+        }
+    )
+    table = shaping.quarantine_table(quarantine, shaping.verdict_frame(verdicts()))
+    assert list(table.columns) == shaping.PARTITION_COLUMNS
+    # D3 has neither a quarantined nor a failing bar: not listed. Most recent first.
+    assert list(table.trade_date) == [_day(D2), _day(D1)]
+    d2, d1 = table.iloc[0], table.iloc[1]
+    assert (d1.bars, d1.quarantined, d1.gate_failing, bool(d1.withheld)) == (60, 3, 3, True)
+    assert d1.reasons == "low_above_high 2, missing_close 1, negative_volume 1"
+    # A bar flagged invalid that passes every gate rule still counts as quarantined.
+    assert (d2.quarantined, d2.gate_failing, bool(d2.withheld)) == (1, 1, False)
+
+
+def test_quarantine_table_without_bad_bars_is_empty():
+    clean = [v for v in verdicts() if not v.invalid]
+    assert shaping.quarantine_table(pd.DataFrame(), shaping.verdict_frame(clean)).empty
+    assert shaping.quarantine_table(pd.DataFrame(), shaping.verdict_frame([])).empty
+
+
+def test_quarantined_bars_are_the_latest_first_and_limited():
+    ts = pd.to_datetime(["2024-03-04 14:31", "2024-03-05 14:32", "2024-03-04 15:00"], utc=True)
+    quarantine = pd.DataFrame(
+        {"symbol": "AAA", "trade_date": [D1, D2, D1], "ts_utc": ts, "ts_local": ts.tz_localize(None), "dq_reason": "x"}
+    )
+    bars = shaping.quarantined_bars(quarantine, limit=2)
+    assert list(bars.columns) == shaping.QUARANTINED_BAR_COLUMNS
+    assert list(bars.ts_local) == [pd.Timestamp("2024-03-05 14:32"), pd.Timestamp("2024-03-04 15:00")]
+
+
+def test_freshness_table_takes_the_latest_date_and_bar_per_table():
+    frames = {
+        "bronze": pd.DataFrame({"trade_date": [D1, D2], "bar_time": ["2024-03-04 19:59:00", "2024-03-05 09:30:00"]}),
+        "silver": pd.DataFrame(
+            {"trade_date": [D2, D1], "bar_time": pd.to_datetime(["2024-03-05 16:00", "2024-03-04 19:59"])}
+        ),
+        "gold": pd.DataFrame({"trade_date": [D1, D3], "bar_time": pd.NaT}),
+        "signals": pd.DataFrame(columns=["trade_date", "bar_time"]),
+    }
+    table = shaping.freshness_table(frames)
+    assert list(table.table) == ["bronze", "silver", "gold", "signals"]
+    assert list(table.latest_trade_date.iloc[:3]) == [_day(D2), _day(D2), _day(D3)]
+    assert table.latest_bar_time.iloc[0] == pd.Timestamp("2024-03-05 09:30")
+    assert table.latest_bar_time.iloc[1] == pd.Timestamp("2024-03-05 16:00")
+    assert pd.isna(table.latest_bar_time.iloc[2]) and pd.isna(table.latest_trade_date.iloc[3])
+
+
+def bad_bars() -> pa.Table:
+    """Bars failing each kind of partition rule, with NaN and infinity kept apart from null (Arrow)."""
+    nan, inf = float("nan"), float("inf")
+    return pa.table(
+        {
+            "symbol": ["AAA"] * 6 + ["BBB"] * 2,
+            "trade_date": [D1] * 8,
+            "open": [1.0, None, nan, 1.0, 1.0, 1.0, 1.0, 1.0],
+            "high": [2.0, 2.0, 2.0, inf, 0.5, 2.0, 2.0, 2.0],
+            "low": [0.5, 0.5, 0.5, 0.5, 1.0, 0.5, 0.5, 0.5],
+            "close": [1.0, 1.0, 1.0, 1.0, 1.0, None, 1.0, 1.0],
+            "volume": pa.array([1, -1, None, 2, 3, 4, 5, 6], pa.int64()),
+            "session": ["regular"] * 8,
+        }
+    )
+
+
+def test_duckdb_verdicts_apply_the_silver_rules_without_spark():
+    rules = load_suite(QUALITY_DIR / "silver.yml").partition_rules
+    got = {v.partition.symbol: v for v in judge_partitions_duckdb(bad_bars(), rules, 0.01).values()}
+    assert (got["AAA"].bars, got["AAA"].invalid, got["AAA"].withheld) == (6, 5, True)
+    assert got["AAA"].by_rule == {
+        "silver_open_high_low_present": 1,
+        "silver_volume_not_negative": 1,
+        "silver_volume_present": 1,
+        "silver_prices_finite": 2,  # the NaN open and the infinite high, not counted as missing
+        "silver_low_not_above_high": 1,
+        "silver_close_present": 1,
+    }
+    assert (got["BBB"].invalid, got["BBB"].withheld) == (0, False)
+
+
+@pytest.mark.spark
+def test_duckdb_and_spark_reach_the_same_verdicts(spark):
+    from pyspark.sql import types as T
+
+    rules = load_suite(QUALITY_DIR / "silver.yml").partition_rules
+    bars = bad_bars()
+    schema = T.StructType(
+        [T.StructField("symbol", T.StringType()), T.StructField("trade_date", T.DateType())]
+        + [T.StructField(c, T.DoubleType()) for c in ("open", "high", "low", "close")]
+        + [T.StructField("volume", T.LongType()), T.StructField("session", T.StringType())]
+    )
+    # Row by row from Arrow: NaN stays NaN and null stays None on the way into Spark.
+    frame = spark.createDataFrame([tuple(r[c] for c in schema.names) for r in bars.to_pylist()], schema)
+    for max_share in (0.01, 0.9):
+        assert judge_partitions(frame, rules, max_share) == judge_partitions_duckdb(bars, rules, max_share)
+
+
+def test_errors_reach_the_page_in_one_line_without_keys(monkeypatch):
+    from stock_lakehouse.dashboard.app import _problem
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value-1234")
+    # delta-rs colours its messages for a terminal and spreads them over lines.
+    exc = OSError("cannot read s3://lake/x: \x1b[31m↳\x1b[0m GET failed\n  key s3cr3t-value-1234 refused")
+    assert _problem(exc) == "OSError: cannot read s3://lake/x: ↳ GET failed key *** refused"
+
+
+def test_dashboard_command_serves_on_loopback_by_default():
+    params = {p.name: p for p in main.commands["dashboard"].params}
+    assert (params["host"].default, params["port"].default) == ("127.0.0.1", 8050)
+    assert "--lake-root" in params["lake_root"].opts
+
+
+# ---------------------------------------------------------------- (b) the page in a real browser
+
+
+@dataclass(frozen=True)
+class BuiltLake:
+    lake: Path
+    config: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment of a dashboard process: this lake's settings file and nothing else of ours."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STOCK_LAKEHOUSE_")}
+        return {**env, "STOCK_LAKEHOUSE_CONFIG": str(self.config), **extra}
+
+
+@pytest.fixture(scope="module")
+def built_lake(tmp_path_factory) -> BuiltLake:
+    """NVDA 2024-03-01..12 (the bundled sample) and XYZ on 2024-03-04 with 3 bad bars of 60 (withheld),
+    materialized once for the module, in this process (its Spark session is shared with other tests)."""
+    from stock_lakehouse.materialize import run_materialize
+    from stock_lakehouse_tests.test_quality_gates import DAY, day_payload, swap_high_low
+
+    root = tmp_path_factory.mktemp("dashboard")
+    rec, home, lake = root / "rec", root / "home", root / "lake"
+    rec.mkdir()
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (rec / "nvda.json").write_bytes(NVDA_SAMPLE.read_bytes())
+    clean = day_payload("XYZ", 60, {})
+    broken = {
+        f"{DAY} 09:40:00": swap_high_low(clean, f"{DAY} 09:40:00"),
+        f"{DAY} 09:41:00": {"5. volume": "-500"},
+        f"{DAY} 09:42:00": {"4. close": None},
+    }
+    (rec / "xyz.json").write_text(day_payload("XYZ", 60, broken))
+    config = root / "stock_lakehouse.yaml"
+    settings = {
+        "symbols": ["NVDA", "XYZ"],
+        "source": "replay",
+        "replay_dir": str(rec),
+        "lake_root": str(lake),
+        "automation": {"anomaly_price_change_pct": PRICE_PCT, "anomaly_volume_multiple": VOLUME_MULTIPLE},
+    }
+    config.write_text(yaml.safe_dump(settings))
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            if name.startswith("STOCK_LAKEHOUSE_") and name != "STOCK_LAKEHOUSE_IVY_DIR":
+                mp.delenv(name)
+        mp.setenv("STOCK_LAKEHOUSE_CONFIG", str(config))
+        mp.setenv("DAGSTER_HOME", str(home))
+        ok, summary, error = run_materialize(["NVDA", "XYZ"], date(2024, 3, 1), date(2024, 3, 12), {})
+    assert ok, error
+    assert [w.split(":")[0] for w in summary.withheld] == [f"{DAY}|XYZ"]
+    return BuiltLake(lake, config)
+
+
+@contextlib.contextmanager
+def dashboard(lake_root: str, env: dict[str, str], log: Path) -> Iterator[str]:
+    """``stock-lakehouse dashboard`` as a real process on a free loopback port; yields its URL."""
+    port = free_port()
+    cmd = [bin_path("stock-lakehouse"), "dashboard", "--port", str(port), "--lake-root", lake_root]
+    started = time.monotonic()
+    with logged_process(cmd, log, env) as proc:
+        wait_http(f"http://127.0.0.1:{port}/", timeout=60, proc=proc)
+        print(f"dashboard answered {time.monotonic() - started:.1f}s after start")
+        yield f"http://127.0.0.1:{port}"
+
+
+def wait_for(driver, css: str, count: int = 1, timeout: float = 60.0) -> list:
+    """The elements matching ``css`` once there are at least ``count`` of them (the page draws after load)."""
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = driver.find_elements(By.CSS_SELECTOR, css)
+        if len(found) >= count:
+            return found
+        time.sleep(0.3)
+    body = driver.find_element(By.TAG_NAME, "body").text
+    raise AssertionError(f"page never showed {count} x {css!r}; it shows: {body[:1500]}")
+
+
+def table_rows(driver, table_id: str) -> list[list[str]]:
+    from selenium.webdriver.common.by import By
+
+    rows = wait_for(driver, f"#{table_id} tbody tr")
+    return [[td.text for td in row.find_elements(By.TAG_NAME, "td")] for row in rows]
+
+
+@pytest.mark.spark
+def test_the_page_shows_charts_anomalies_quarantine_and_freshness(built_lake, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from stock_lakehouse.lakehouse.reader import read_table
+
+    bi = read_table(str(built_lake.lake), "bi", ["NVDA"])
+    expected = shaping.anomaly_table(bi, PRICE_PCT, VOLUME_MULTIPLE)
+    # The settings' thresholds make three anomalies of the sample: the real rule, not a fixture's.
+    assert len(expected) == 3
+    log = tmp_path / "dashboard.log"
+    with dashboard(str(built_lake.lake), built_lake.env(), log) as url, chromium() as driver:
+        driver.set_window_size(1300, 2200)
+        requested = time.monotonic()
+        driver.get(f"{url}/?symbol=NVDA")
+        # Six series on the price chart, drawn by Plotly as SVG; eight daily points of the close.
+        traces = wait_for(driver, "#price-chart g.scatterlayer g.trace", count=6)
+        print(f"page drawn {time.monotonic() - requested:.1f}s after it was requested")
+        legend = {e.get_attribute("textContent") for e in wait_for(driver, "#price-chart g.legend text.legendtext", 6)}
+        assert legend == {"close", "VWAP", "SMA 5", "SMA 20", "Bollinger upper", "Bollinger lower"}
+        assert len(traces[-1].find_elements(By.CSS_SELECTOR, "path.point")) == 8  # close: the last trace
+        assert "NVDA: close, VWAP, SMA and Bollinger bands" in driver.find_element(By.ID, "price-chart").text
+        assert len(wait_for(driver, "#volume-chart g.barlayer path", count=8)) == 8
+        assert len(wait_for(driver, "#risk-chart g.scatterlayer g.trace", count=2)) == 2
+        # The anomaly table is find_anomalies' output for these settings, most recent first.
+        rows = table_rows(driver, "anomalies-table")
+        assert [r[-1] for r in rows] == list(expected.detail)
+        assert rows[0][:3] == ["2024-03-12", "NVDA", "price_change"]
+        assert any("NVDA 2024-03-08: close 875.02 is -5.58 % from the previous close 926.74" in r[-1] for r in rows)
+        assert "No quarantined bars for NVDA" in driver.find_element(By.ID, "quarantine").text
+        fresh = {r[0]: r[1:] for r in table_rows(driver, "freshness-table")}
+        assert fresh["bronze"] == ["2024-03-12", "2024-03-12 19:59"]
+        assert fresh["bi"] == ["2024-03-12", "—"]
+        time.sleep(1)  # let Plotly finish its transitions for the picture
+        driver.save_screenshot(str(tmp_path / "dashboard-nvda.png"))
+
+        # XYZ's only day is withheld: no chart data, its partition and bad bars in the quarantine table.
+        driver.get(f"{url}/?symbol=XYZ")
+        rows = table_rows(driver, "quarantine-table")
+        assert rows == [
+            [
+                "XYZ",
+                "2024-03-04",
+                "60",
+                "3",
+                # the swapped bar is flagged three ways; the gate counts it once (low above high)
+                "high_below_open_or_close 1, low_above_high 1, low_above_open_or_close 1, missing_close 1, "
+                "negative_volume 1",
+                "3",
+                "5.00 %",
+                "yes",
+            ]
+        ]
+        assert "No anomalies for XYZ" in driver.find_element(By.ID, "anomalies").text
+        driver.save_screenshot(str(tmp_path / "dashboard-xyz.png"))
+    text = log.read_text()
+    assert "Traceback" not in text and "cannot read the lake" not in text
+
+
+# ---------------------------------------------------------------- (c) the same data from MinIO
+
+
+@pytest.mark.spark
+def test_data_access_on_minio_equals_the_local_lake(built_lake, minio, tmp_path, clean_env, monkeypatch):
+    from stock_lakehouse.dashboard.data import LakeData
+    from stock_lakehouse.lakehouse.object_store import S3Location
+    from stock_lakehouse.settings import load_settings
+
+    for name, value in {**minio, "STOCK_LAKEHOUSE_CONFIG": str(built_lake.config)}.items():
+        monkeypatch.setenv(name, value)
+    # Delta tables are plain files: copying the table folders makes the same tables on the store.
+    client = S3Location(minio["STOCK_LAKEHOUSE_S3_ENDPOINT"]).boto3_client()
+    for path in sorted(built_lake.lake.rglob("*")):
+        rel = path.relative_to(built_lake.lake)
+        if path.is_file() and rel.parts[0] in ("bronze", "silver", "gold"):
+            client.upload_file(str(path), "lake", f"dashboard/{rel.as_posix()}")
+    remote_root = "s3a://lake/dashboard"
+    local = LakeData.from_settings(load_settings(overrides={"lake_root": str(built_lake.lake)}))
+    remote = LakeData.from_settings(load_settings(overrides={"lake_root": remote_root}))
+    assert remote.lake.uri == remote_root and remote.lake.s3_endpoint == minio["STOCK_LAKEHOUSE_S3_ENDPOINT"]
+
+    assert remote.symbols() == local.symbols() == ["NVDA", "XYZ"]
+    for symbol in ("NVDA", "XYZ"):
+        assert remote.date_bounds(symbol) == local.date_bounds(symbol)
+        assert remote.verdicts(symbol, None, None) == local.verdicts(symbol, None, None)
+        for table in ("bi", "signals", "quarantine"):
+            pd.testing.assert_frame_equal(
+                remote.read(table, symbol, date(2024, 3, 4), date(2024, 3, 8)),
+                local.read(table, symbol, date(2024, 3, 4), date(2024, 3, 8)),
+            )
+        for table, frame in remote.freshness(symbol).items():
+            pd.testing.assert_frame_equal(frame, local.freshness(symbol)[table])
+    assert len(local.read("bi", "NVDA")) == 8 and len(local.read("quarantine", "XYZ")) == 3
+    assert [v.withheld for v in remote.verdicts("XYZ", None, None)] == [True]
+
+    # ``sql`` over the same lakes gives the same rows.
+    query = "SELECT symbol, trade_date, close, volume_7d_avg FROM bi_stock_daily ORDER BY 1, 2"
+    outputs = []
+    for root in (str(built_lake.lake), remote_root):
+        result = CliRunner().invoke(main, ["sql", "--format", "csv", "--lake-root", root, query])
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output)
+    assert outputs[0] == outputs[1] and outputs[0].count("\nNVDA,") == 8
+
+    # The page over MinIO: its data is there, and neither key is on the page or in the server's log.
+    from selenium.webdriver.common.by import By
+
+    log = tmp_path / "dashboard-minio.log"
+    with dashboard(remote_root, built_lake.env(**minio), log) as url, chromium() as driver:
+        driver.get(f"{url}/?symbol=XYZ")
+        assert table_rows(driver, "quarantine-table")[0][-1] == "yes"
+        assert remote_root in driver.find_element(By.ID, "lake-uri").text
+        page = driver.page_source
+    for secret in (minio["AWS_ACCESS_KEY_ID"], minio["AWS_SECRET_ACCESS_KEY"]):
+        assert secret not in page and secret not in log.read_text()
