@@ -64,3 +64,22 @@ def test_dockerfile_copies_existing_paths_and_fetches_jars():
             assert (REPO / path).exists(), path
     assert "stock-lakehouse setup-jars" in text
     assert "storage:\n  postgres:" in (DOCKER / "dagster.yaml").read_text()
+
+
+def test_secure_defaults_loopback_ports_required_secrets_non_root():
+    services = compose()["services"]
+    published = [port for svc in services.values() for port in svc.get("ports", [])]
+    assert published and all(p.startswith("${PUBLISH_ADDRESS:-127.0.0.1}:") for p in published), published
+    text = (DOCKER / "docker-compose.yml").read_text()
+    for secret in ("MINIO_ROOT_PASSWORD", "DAGSTER_POSTGRES_PASSWORD", "MINIO_ROOT_USER"):
+        uses = re.findall(r"\$\{" + secret + r"([^}]*)\}", text)
+        assert uses and all(u.startswith(":?") for u in uses), (secret, uses)  # compose refuses to start without
+    example = dict(
+        line.split("=", 1)
+        for line in (DOCKER / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert example["MINIO_ROOT_PASSWORD"] == "" and example["DAGSTER_POSTGRES_PASSWORD"] == ""
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    (user,) = re.findall(r"^USER (\S+)$", dockerfile, flags=re.M)
+    assert user not in ("root", "0")
