@@ -252,8 +252,10 @@ def test_run_killed_inside_silver_is_failed_frees_its_slot_and_its_spark_temp_fo
     finally:
         _kill_group(victim)
     assert instance.get_run_by_id(dead_run).status == dg.DagsterRunStatus.STARTED
-    # What the dead JVM left behind: the jar copies (mostly the AWS SDK bundle), blocks, native libraries.
-    jar_copies = list(spark_dir.glob("spark-*/userFiles-*/*aws-java-sdk-bundle*.jar"))
+    # What the dead JVM left behind: Spark's scratch folders, blocks, native libraries; no jar copies,
+    # since a local session puts the jars on its class path instead of copying them (277 MB before).
+    left = list(spark_dir.rglob("*"))
+    jar_copies = [f for f in left if f.suffix == ".jar"]
     timings["left by the dead JVM, MB"] = sum(f.stat().st_size for f in spark_dir.rglob("*") if f.is_file()) / 1e6
 
     # The same command again: it must finish, recovering the dead run first (before the fix it waited for
@@ -277,7 +279,7 @@ def test_run_killed_inside_silver_is_failed_frees_its_slot_and_its_spark_temp_fo
 
     # The killed JVM kept all its temp files in its process's folder, which the re-run removed.
     assert len(jvm_cmdlines) == 1 and f"-Djava.io.tmpdir={spark_dir}" in jvm_cmdlines[0], jvm_cmdlines
-    assert jar_copies, "the dead JVM's jar copies were not in its process's Spark temp folder"
+    assert left and not jar_copies, (len(left), jar_copies[:3])
     assert not spark_dir.exists()
 
     # Every table: the re-run's partitions equal the clean reference's, the first run's others unchanged.

@@ -3,11 +3,13 @@
 One session per process: ``getOrCreate`` returns the running one, and the job uses the in-process
 executor, so a Dagster run starts at most one JVM. The Delta and S3A jars are resolved by Spark's own
 Ivy resolver on first use (``spark.jars.packages``, cached in ``~/.ivy2``); once they are in the cache
-later sessions load them straight from disk (``spark.jars``), skipping resolution.
+later sessions load them straight from disk, skipping resolution: on the driver's class path for a local
+master (``spark.jars`` would copy all 277 MB of them into every session's temp folder), as ``spark.jars``
+for a cluster, whose executors need them shipped.
 
 Temp files: each process gets its own folder, ``<temp dir>/stock-lakehouse-spark-<uid>/<pid>-<start>``,
 as ``spark.local.dir`` and as the JVM's ``java.io.tmpdir``. Spark puts there the driver's copies of
-the ``spark.jars`` (``spark-*/userFiles-*``: 277 MB, almost all of it the AWS SDK bundle), shuffle
+``spark.jars`` on a cluster (``spark-*/userFiles-*``: 277 MB, almost all of it the AWS SDK bundle), shuffle
 and spill blocks (``blockmgr-*``), pyspark's broadcast files and the native libraries it unpacks. A JVM
 that ends normally deletes its files; one that is killed cannot, so every new session removes the
 folders of processes that are gone (:func:`remove_dead_spark_dirs`).
