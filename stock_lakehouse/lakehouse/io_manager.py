@@ -22,6 +22,7 @@ from stock_lakehouse.lakehouse.lake import Lake, short_name
 from stock_lakehouse.lakehouse.schemas import PARTITION_COLUMNS
 from stock_lakehouse.lakehouse.spark import SparkResource
 from stock_lakehouse.partitions import BarPartition, parse_keys, partition_predicate
+from stock_lakehouse.quality.partition_results import MAX_PARTITION_RESULTS
 from stock_lakehouse.root_cause import exception_root_cause
 
 #: Preview rows per partition, and the largest run that gets previews (each is metadata in the event log).
@@ -180,6 +181,10 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         # gives partitions of one ranged output their own metadata (checked with Dagster 1.13).
         step = context.step_context
         parts = self._partitions(context)
+        if len(parts) > MAX_PARTITION_RESULTS:
+            # add_asset_metadata checks each key against the run's whole key range (a partitions lookup per
+            # call): quadratic in a large backfill. Such runs keep the run's totals only, like their checks.
+            return
         previews = self._previews(short_name(context.asset_key), [p for p in parts if p not in withheld])
         for part in parts:
             rows, newest = stats.get((part.symbol, part.trade_date), (0, None))
