@@ -173,6 +173,11 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         """Each partition's own ``row_count`` (rows in the table now), the time of its newest bar (the data's
         freshness, not the write's) and what happened to it (``written``; ``kept``: the source had no rows;
         ``withheld``: quality gate). From the Delta log's file statistics: no data file is read."""
+        parts = self._partitions(context)
+        if len(parts) > MAX_PARTITION_RESULTS:
+            # add_asset_metadata checks each key against the run's whole key range (a partitions lookup per
+            # call): quadratic in a large backfill. Such runs keep the run's totals only, like their checks.
+            return
         try:
             stats = self.lake.partition_stats(context.asset_key)
         except FileNotFoundError:
@@ -180,17 +185,13 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         # OutputContext.step_context is not public API; add_asset_metadata(partition_key=) is how Dagster
         # gives partitions of one ranged output their own metadata (checked with Dagster 1.13).
         step = context.step_context
-        parts = self._partitions(context)
-        if len(parts) > MAX_PARTITION_RESULTS:
-            # add_asset_metadata checks each key against the run's whole key range (a partitions lookup per
-            # call): quadratic in a large backfill. Such runs keep the run's totals only, like their checks.
-            return
-        previews = self._previews(short_name(context.asset_key), [p for p in parts if p not in withheld])
+        kept_set, withheld_set = set(kept), set(withheld)
+        previews = self._previews(short_name(context.asset_key), [p for p in parts if p not in withheld_set])
         for part in parts:
             rows, newest = stats.get((part.symbol, part.trade_date), (0, None))
             meta: dict[str, Any] = {
                 "row_count": rows,
-                "partition_status": "withheld" if part in withheld else "kept" if part in kept else "written",
+                "partition_status": "withheld" if part in withheld_set else "kept" if part in kept_set else "written",
             }
             if newest is not None:
                 meta["newest_bar_utc"] = dg.MetadataValue.timestamp(newest.replace(tzinfo=UTC))
