@@ -88,7 +88,7 @@ def run_materialize(
     import dagster as dg
 
     from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, contiguous_groups, rectangle_selection, sync_symbols
-    from stock_lakehouse.wiring import LAKEHOUSE_JOB, build_definitions
+    from stock_lakehouse.wiring import build_definitions, lakehouse_job
 
     settings = load_settings(overrides=overrides)
     symbols = symbols or settings.all_symbols
@@ -115,7 +115,7 @@ def run_materialize(
     instance = dg.DagsterInstance.get()
     recovered = recover_dead_runs(instance)  # else a dead run's pool slot blocks this run forever
     sync_symbols(instance, symbols)
-    job = build_definitions(settings).resolve_job_def(LAKEHOUSE_JOB)
+    job = lakehouse_job(build_definitions(settings))
     summary = Summary(recovered=recovered)
     ordered = instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME)
     if progress is not None:

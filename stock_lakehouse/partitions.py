@@ -99,6 +99,17 @@ def describe_partitions(parts: Sequence[BarPartition], limit: int = 5) -> str:
     return ", ".join(f"{p.symbol} {p.trade_date}" for p in parts[:limit]) + more
 
 
+def describe_span(parts: Sequence[BarPartition], limit: int = 5) -> str:
+    """``6 partition(s): AAA, BBB x 2024-03-04..2024-03-06``: the extent of a run in one short phrase."""
+    if not parts:
+        return "0 partitions"
+    symbols = sorted({p.symbol for p in parts})
+    days = sorted({p.trade_date for p in parts})
+    named = ", ".join(symbols[:limit]) + (f" and {len(symbols) - limit} more" if len(symbols) > limit else "")
+    dates = str(days[0]) if len(days) == 1 else f"{days[0]}..{days[-1]}"
+    return f"{len(parts)} partition(s): {named} x {dates}"
+
+
 def dates_by_symbol(parts: Iterable[BarPartition]) -> dict[str, list[date]]:
     grouped: dict[str, set[date]] = defaultdict(set)
     for p in parts:

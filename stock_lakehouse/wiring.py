@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
 
 from stock_lakehouse.assets import build_table_assets
 from stock_lakehouse.assets import keys as asset_keys
@@ -28,7 +29,11 @@ from stock_lakehouse.quality.checks import build_quality_checks
 from stock_lakehouse.quality.gates import QualityGate
 from stock_lakehouse.settings import API_KEY_ENV, Settings, load_settings
 
-LAKEHOUSE_JOB = "lakehouse_job"
+# The one job that materializes the tables: Dagster's implicit asset job. The UI's Materialize button
+# and every asset backfill launch it, so the CLI and the schedules launch it too: one job name in the run
+# list, for the run-failure sensor and in the run tags, however a run was started. (A named
+# `define_asset_job` would only add a second name for the same work: the UI never launches it.)
+LAKEHOUSE_JOB = IMPLICIT_ASSET_JOB_NAME
 
 
 def default_budget_file() -> Path:
@@ -101,10 +106,11 @@ def build_resources(settings: Settings) -> dict[str, object]:
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
-    """All assets, the lakehouse job, sensors and resources for ``settings`` (default: loaded ones).
+    """All assets, checks, schedules, sensors and resources for ``settings`` (default: loaded ones).
 
-    Every run uses the in-process executor: all steps share one process and so one Spark session,
-    instead of one JVM per step.
+    The tables are materialized by Dagster's implicit asset job (``LAKEHOUSE_JOB``; resolve it with
+    ``lakehouse_job``). Every run uses the in-process executor: all steps share one process and so one
+    Spark session, instead of one JVM per step.
     """
     settings = settings or load_settings()
     partitions_def = bars_partitions(settings.partitions_start)
@@ -120,24 +126,17 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         },
         Path(settings.quality_dir),
     )
-    job = dg.define_asset_job(
-        LAKEHOUSE_JOB,
-        selection=dg.AssetSelection.assets(*assets) | dg.AssetSelection.checks(*checks),
-        partitions_def=partitions_def,
-        executor_def=dg.in_process_executor,
-        description="Bronze -> silver -> gold -> BI for the selected (symbol, date) partitions.",
-    )
     auto = settings.automation
     symbols = settings.all_symbols
     maintenance_job, maintenance_schedule = build_maintenance()
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=[job, maintenance_job],
+        jobs=[maintenance_job],
         schedules=[
             maintenance_schedule,
-            build_intraday_schedule(job, symbols, auto.intraday_every_minutes, settings.calendar),
-            build_end_of_day_schedule(job, symbols, settings.calendar, auto.end_of_day_at),
+            build_intraday_schedule(LAKEHOUSE_JOB, symbols, auto.intraday_every_minutes, settings.calendar),
+            build_end_of_day_schedule(LAKEHOUSE_JOB, symbols, settings.calendar, auto.end_of_day_at),
         ],
         sensors=[
             build_symbol_sync_sensor(symbols),
@@ -149,3 +148,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         resources=build_resources(settings),
         executor=dg.in_process_executor,
     )
+
+
+def lakehouse_job(defs: dg.Definitions) -> dg.JobDefinition:
+    """The job that materializes every table and runs its checks (the one the UI launches)."""
+    return defs.resolve_implicit_global_asset_job_def()

@@ -14,7 +14,7 @@ from stock_lakehouse.automation.clock import Clock
 from stock_lakehouse.materialize import run_materialize
 from stock_lakehouse.partitions import sync_symbols
 from stock_lakehouse.settings import load_settings
-from stock_lakehouse.wiring import build_definitions
+from stock_lakehouse.wiring import LAKEHOUSE_JOB, build_definitions, lakehouse_job
 from stock_lakehouse_tests.services import WebhookReceiver
 
 NY = ZoneInfo("America/New_York")
@@ -65,6 +65,9 @@ def test_intraday_schedule_follows_the_nyse_calendar(defs, dagster_home):
     assert req.tags["dagster/asset_partition_range_end"] == "2024-11-29|BBB"
     assert len(evaluate_schedule(defs, "end_of_day", ny(2024, 11, 28, 20, 15), instance)) == 0
     assert len(evaluate_schedule(defs, "end_of_day", ny(2024, 11, 29, 20, 15), instance)) == 1
+    # Scheduled runs are runs of the job the UI launches (one job name however a run starts).
+    for name in ("intraday_refresh", "end_of_day"):
+        assert defs.resolve_schedule_def(name).job_name == lakehouse_job(defs).name == LAKEHOUSE_JOB == "__ASSET_JOB"
 
 
 def freshness(defs, receiver, when, cursor):
@@ -83,7 +86,7 @@ def freshness(defs, receiver, when, cursor):
 
 @pytest.mark.spark
 def test_freshness_alerts_once_resolves_once_and_sleeps_when_closed(spark, defs, lake, dagster_home, receiver):
-    job = defs.resolve_job_def("lakehouse_job")
+    job = lakehouse_job(defs)
     instance = dg.DagsterInstance.get()
     sync_symbols(instance, ["AAA", "BBB"])
     # A scheduled request is a runnable run: AAA's data for 11-27 arrives through it.

@@ -30,7 +30,7 @@ from stock_lakehouse.materialize import run_materialize
 from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, BarPartition, parse_keys, partition_predicate
 from stock_lakehouse.settings import SettingsError, load_settings
 from stock_lakehouse.symbols import validate_symbol
-from stock_lakehouse.wiring import LAKEHOUSE_JOB, build_definitions
+from stock_lakehouse.wiring import build_definitions, lakehouse_job
 from stock_lakehouse_tests.conftest import FIXTURES, NVDA_SAMPLE, REPO
 from stock_lakehouse_tests.fake_alphavantage import FakeAlphaVantage
 from stock_lakehouse_tests.test_transforms import bronze_row, silver_of
@@ -146,7 +146,7 @@ def test_a_partition_added_in_the_ui_with_a_hostile_symbol_changes_nothing(nvda_
     hostile = "X\\') OR (TRUE) --"
     instance.add_dynamic_partitions(SYMBOLS_PARTITIONS_NAME, [hostile])  # what the UI's "add partition" does
     settings = load_settings(overrides={"lake_root": str(lake), "source": "synthetic"})
-    job = build_definitions(settings).resolve_job_def(LAKEHOUSE_JOB)
+    job = lakehouse_job(build_definitions(settings))
     result = job.execute_in_process(
         instance=instance,
         partition_key=dg.MultiPartitionKey({"symbol": hostile, "date": "2024-03-04"}),

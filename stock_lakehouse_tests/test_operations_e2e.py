@@ -9,8 +9,11 @@ import pytest
 
 from stock_lakehouse.backfill import launch_backfill, wait_backfill
 from stock_lakehouse.lakehouse.reader import read_table
+from stock_lakehouse.materialize import run_materialize
 from stock_lakehouse.partitions import sync_symbols
+from stock_lakehouse.wiring import LAKEHOUSE_JOB
 from stock_lakehouse_tests.services import REPO, chromium, dagster_dev, graphql
+from stock_lakehouse_tests.test_quality_gates import day_payload, three_broken_bars
 
 pytestmark = pytest.mark.spark
 
@@ -59,6 +62,8 @@ def test_backfill_launched_like_the_ui_runs_on_the_daemon(deployment):
         (s, d) for s in SYMBOLS for d in ("2024-03-04", "2024-03-05", "2024-03-06")
     ]
     instance = dg.DagsterInstance.from_config(str(home))
+    # The backfill's runs carry the job name the CLI's runs carry.
+    assert {instance.get_run_by_id(r["runId"]).job_name for r in status["runs"]} == {LAKEHOUSE_JOB}
     silver_keys = instance.get_materialized_partitions(dg.AssetKey(["silver", "stock_clean"]))
     assert len(silver_keys) == 6
     check = dg.AssetCheckKey(dg.AssetKey(["silver", "stock_clean"]), "silver_has_rows")
@@ -130,3 +135,104 @@ def test_ui_shows_the_asset_graph_and_silver_partitions(deployment):
         _wait_for_text(driver, ["Materialized (6)", "AAA", "BBB"])
         time.sleep(2)
         driver.save_screenshot(str(docs / "ui-silver-partitions.png"))
+
+
+def _click(driver, text: str, last: bool = False) -> None:
+    """Click the first clickable element whose own text is ``text`` (from the end with ``last``: a check's
+    Partitions tab comes after the asset's)."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+
+    elements = driver.find_elements(By.XPATH, f"//*[normalize-space(text())='{text}']")
+    for element in reversed(elements) if last else elements:
+        try:
+            element.click()
+        except WebDriverException:  # hidden or covered (a tooltip, a collapsed list)
+            continue
+        time.sleep(2)
+        return
+    raise AssertionError(f"nothing clickable labelled {text!r} on {driver.current_url}")
+
+
+def _after(body: str, label: str, lines: int = 1) -> list[str]:
+    """The ``lines`` lines shown right after ``label`` (how the UI lays out a name and its status)."""
+    rows = body.splitlines()
+    i = rows.index(label)
+    return rows[i + 1 : i + 1 + lines]
+
+
+def test_ui_check_pages_agree_per_partition(deployment, spark, tmp_path, monkeypatch, clean_env):
+    """A CLI run over XYZ x 03-04..05 with 03-04 broken, into the deployment's instance: every check page
+    of the UI tells the same story per partition (issue 15), and the run has the UI's job name."""
+    url, home, lake = deployment
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    days = ("2024-03-04", "2024-03-05")
+    clean = day_payload("XYZ", 60, {}, days)
+    (rec / "xyz.json").write_text(day_payload("XYZ", 60, three_broken_bars(clean), days))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    ok, summary, error = run_materialize(
+        ["XYZ"], date(2024, 3, 4), date(2024, 3, 5),
+        {"source": "replay", "replay_dir": str(rec), "lake_root": str(lake)},
+    )  # fmt: skip
+    assert ok, error
+    instance = dg.DagsterInstance.from_config(str(home))
+    assert instance.get_run_by_id(summary.runs[0]).job_name == LAKEHOUSE_JOB
+    silver = {name: result for name, result in summary.checks.items() if name.startswith("silver_")}
+    failed = sorted(name for name, (passed, _, _) in silver.items() if not passed)
+    assert "silver_low_not_above_high" in failed and "silver_has_rows" not in failed
+    assert silver["silver_low_not_above_high"][2]["failing_partitions"] == ["2024-03-04|XYZ"]
+
+    from selenium.webdriver.common.by import By
+
+    with chromium() as driver:
+        # The lineage node of silver counts the checks that passed on every partition.
+        driver.get(f"{url}/locations/__repository__@stock_lakehouse/asset-groups/silver")
+        time.sleep(3)
+        _dismiss_community_dialog(driver)
+        body = _wait_for_text(driver, ["Asset checks", f" / {len(silver)} Passed"])  # once loaded
+        assert _after(body, "Asset checks") == [f"{len(silver) - len(failed)} / {len(silver)} Passed"], body
+        # The Checks list: failed where a partition failed, succeeded elsewhere.
+        driver.get(f"{url}/assets/silver/stock_clean?view=checks")
+        time.sleep(3)
+        _dismiss_community_dialog(driver)
+        body = _wait_for_text(driver, [f"Checks ({len(silver)})"])
+        for name in ("silver_low_not_above_high", "silver_has_rows"):
+            expected = "Failed" if name in failed else "Succeeded"
+            assert _after(body, name) == [expected], (name, body)
+        # The check's detail: "Latest execution" is the evaluation of silver's latest materialization, one
+        # partition, named there, with that partition's own result.
+        outcome = {"2024-03-04|XYZ": "Failed", "2024-03-05|XYZ": "Passed"}
+        _click(driver, "silver_low_not_above_high")
+        body = _wait_for_text(driver, ["Latest execution", "Evaluation result"])
+        (shown,) = _after(body, "Partition")
+        assert _after(body, "Evaluation result") == [outcome[shown]], body
+        # Its execution history: one row per partition, each with its own result.
+        _click(driver, "Execution history")
+        body = _wait_for_text(driver, ["2024-03-04|XYZ", "2024-03-05|XYZ"])
+        rows = body.splitlines()
+        result_of = {rows[i + 3]: rows[i] for i, row in enumerate(rows) if row in ("Passed", "Failed")}
+        assert {k: result_of[k] for k in outcome} == outcome, rows
+        driver.save_screenshot(str(REPO / "docs" / "ui-check-history.png"))
+        # Its Partitions view: the 6 backfilled partitions and XYZ 03-05 passed, XYZ 03-04 failed.
+        _click(driver, "Partitions", last=True)
+        _wait_for_text(driver, ["Failed (1)", "Passed (7)", "Skipped (0)"])
+        driver.save_screenshot(str(REPO / "docs" / "ui-check-partitions.png"))
+        # Selecting a partition of silver shows that partition's own row count beside the run's total.
+        driver.get(f"{url}/assets/silver/stock_clean?view=partitions")
+        time.sleep(3)
+        _dismiss_community_dialog(driver)
+        _wait_for_text(driver, ["Materialized (8)"])
+        driver.find_element(By.XPATH, "//input[@placeholder='Filter by date…']").send_keys("2024-03-04")
+        time.sleep(2)
+        _click(driver, "2024-03-04")
+        _click(driver, "XYZ", last=True)
+        body = _wait_for_text(driver, ["2024-03-04|XYZ", "row_count", "partition_status"])
+        assert _after(body, "row_count") == ["60"] and _after(body, "run_row_count") == ["120"], body
+        assert _after(body, "partition_status") == ["written"], body
+        assert _after(body, "preview") == ["[Show Markdown]"], body  # 5 rows of the partition
+        driver.save_screenshot(str(REPO / "docs" / "ui-partition-metadata.png"))
+        # The asset's overview shows its column schema (from lakehouse/schemas.py) and how to see its rows.
+        driver.get(f"{url}/assets/silver/stock_clean")
+        time.sleep(3)
+        _wait_for_text(driver, ["Columns", "dq_reason", "is_valid", "stock-lakehouse show silver"])

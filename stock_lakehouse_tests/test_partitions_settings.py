@@ -60,3 +60,24 @@ def test_settings_env_overrides_and_errors(tmp_path, monkeypatch, clean_env):
     monkeypatch.setenv("STOCK_LAKEHOUSE_SYMBOLS", "BRK|B")
     with pytest.raises(SettingsError, match="symbols"):
         load_settings()
+
+
+def test_run_extent_and_check_outcomes_in_one_line():
+    from stock_lakehouse.partitions import describe_span
+    from stock_lakehouse.quality.partition_results import Outcome, describe_outcomes
+
+    parts = [BarPartition(s, date(2024, 3, d)) for s in ("AAA", "BBB") for d in (4, 5, 6)]
+    assert describe_span(parts) == "6 partition(s): AAA, BBB x 2024-03-04..2024-03-06"
+    assert describe_span(parts[:1]) == "1 partition(s): AAA x 2024-03-04"
+    many = [BarPartition(f"S{i}", date(2024, 3, 4)) for i in range(7)]
+    assert describe_span(many) == "7 partition(s): S0, S1, S2, S3, S4 and 2 more x 2024-03-04"
+    assert describe_span([]) == "0 partitions"
+
+    ok, bad = Outcome(True), Outcome(False, dg.AssetCheckSeverity.WARN)
+    results = [
+        ("rows", ok, dict.fromkeys(parts, ok)),
+        ("low_high", bad, {**dict.fromkeys(parts, ok), parts[4]: bad}),
+        ("schema", Outcome(False), {}),  # failed for the run, no per-partition results (large run)
+    ]
+    assert describe_outcomes(results) == "1 passed, 2 failed: low_high (WARN) on 2024-03-05|BBB; schema (ERROR)"
+    assert describe_outcomes(results[:1]) == "1 passed, 0 failed"

@@ -4,6 +4,7 @@ the others proceed; a few bad bars only warn; a broken table still blocks the ru
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, date
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from stock_lakehouse.ingestion.synthetic import intraday_payload
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.materialize import run_materialize
 from stock_lakehouse.quality.rules import QUALITY_DIR, RulesError, load_suite
+from stock_lakehouse.wiring import LAKEHOUSE_JOB
 from stock_lakehouse_tests.conftest import NVDA_SAMPLE
 from stock_lakehouse_tests.reference import assert_frames_close, bars_from_json, bi_reference, gold_reference
 from stock_lakehouse_tests.test_pipeline import BI_COLUMNS, GOLD_COLUMNS
@@ -25,12 +27,16 @@ from stock_lakehouse_tests.test_pipeline import BI_COLUMNS, GOLD_COLUMNS
 DAY = "2024-03-04"
 
 
-def day_payload(symbol: str, bars: int, broken: dict[str, dict[str, str | None]]) -> str:
-    """``bars`` regular-session 1-minute bars of ``symbol`` on DAY from 09:30, some fields replaced
-    (None removes the field)."""
-    doc = json.loads(intraday_payload(symbol, [date.fromisoformat(DAY)], "1min", seed=3, extended_hours=False))
+def day_payload(
+    symbol: str, bars: int, broken: dict[str, dict[str, str | None]], days: tuple[str, ...] = (DAY,)
+) -> str:
+    """``bars`` regular-session 1-minute bars of ``symbol`` on each of ``days`` (default DAY) from 09:30,
+    some fields replaced (None removes the field)."""
+    doc = json.loads(
+        intraday_payload(symbol, [date.fromisoformat(d) for d in days], "1min", seed=3, extended_hours=False)
+    )
     key = "Time Series (1min)"
-    kept = sorted(doc[key])[:bars]
+    kept = [label for d in days for label in sorted(x for x in doc[key] if x.startswith(d))[:bars]]
     doc[key] = {label: doc[key][label] for label in sorted(kept, reverse=True)}
     for label, fields in broken.items():
         for name, value in fields.items():
@@ -39,6 +45,16 @@ def day_payload(symbol: str, bars: int, broken: dict[str, dict[str, str | None]]
             else:
                 doc[key][label][name] = value
     return json.dumps(doc)
+
+
+def three_broken_bars(payload: str) -> dict[str, dict[str, str | None]]:
+    """Three of DAY's bars broken (5 % of 60, above the 1 % gate): a high below its low, a negative
+    volume, a missing close."""
+    return {
+        f"{DAY} 09:40:00": swap_high_low(payload, f"{DAY} 09:40:00"),
+        f"{DAY} 09:41:00": {"5. volume": "-500"},
+        f"{DAY} 09:42:00": {"4. close": None},
+    }
 
 
 def swap_high_low(payload: str, label: str) -> dict[str, str]:
@@ -63,13 +79,7 @@ def test_a_withheld_partition_never_stops_the_others(spark, tmp_path, lake, dags
     assert first.exit_code == 0, first.output
     before = {t: read_table(str(lake), t) for t in ("gold", "bi")}
 
-    # Three broken bars of 60 (5 % > 1 %): a high below its low, a negative volume, a missing close.
-    broken = {
-        f"{DAY} 09:40:00": swap_high_low(clean, f"{DAY} 09:40:00"),
-        f"{DAY} 09:41:00": {"5. volume": "-500"},
-        f"{DAY} 09:42:00": {"4. close": None},
-    }
-    (rec / "xyz.json").write_text(day_payload("XYZ", 60, broken))
+    (rec / "xyz.json").write_text(day_payload("XYZ", 60, three_broken_bars(clean)))
     second = CliRunner().invoke(main, args)
     assert second.exit_code == 3, second.output  # partial success: exit non-zero
     assert f"{DAY}|XYZ: 3 of 60 bars (5.00%) fail" in second.output
@@ -78,6 +88,7 @@ def test_a_withheld_partition_never_stops_the_others(spark, tmp_path, lake, dags
     # Each partition of the run has its own check outcome and its own row count (what the UI shows).
     instance = dg.DagsterInstance.get()
     (run,) = instance.get_runs(limit=1)
+    assert run.job_name == LAKEHOUSE_JOB  # the job the UI's Materialize and backfills launch
     check = dg.AssetCheckKey(SILVER, "silver_low_not_above_high")
     history = instance.event_log_storage.get_asset_check_execution_history(check, limit=100)
     status = {r.partition: r.status.value for r in history if r.run_id == run.run_id}
@@ -98,6 +109,18 @@ def test_a_withheld_partition_never_stops_the_others(spark, tmp_path, lake, dags
         assert f"{expected} rows; all of them: `stock-lakehouse show silver --symbols {symbol}" in preview
         assert preview.count(f"| {symbol} |") == 5, preview
         assert meta["run_row_count"].value == len(silver[silver.trade_date <= date(2024, 3, 5)])
+
+    # The run log filtered at INFO (Dagster's own events are DEBUG) is a short story of the run: per table
+    # the partitions, rows and time written, then its check outcomes naming the failing partition.
+    info = [e.user_message for e in instance.all_logs(run.run_id) if e.level >= logging.INFO and not e.dagster_event]
+    span = "6 partition(s): NVDA, XYZ x 2024-03-01..2024-03-05"
+    run_rows = meta["run_row_count"].value
+    assert any(m.startswith(f"silver/stock_clean: wrote {span}, {run_rows:,} rows, Delta version ") for m in info), info
+    (silver_checks,) = [m for m in info if m.startswith(f"silver/stock_clean checks over {span}: ")]
+    assert f"silver_low_not_above_high (ERROR) on {DAY}|XYZ" in silver_checks and "0 failed" not in silver_checks
+    assert any(m.startswith("gold/daily_kpis: ") and "withheld 1 (quality gate)" in m for m in info), info
+    assert sum(m.startswith("bronze/intraday_bars") for m in info) == 2  # write + checks
+    assert len(info) <= 15, info
 
     # NVDA's gold and BI are written and equal the reference; XYZ's rows are those of before.
     gold, bi = read_table(str(lake), "gold"), read_table(str(lake), "bi")

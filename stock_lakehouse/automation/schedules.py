@@ -30,10 +30,12 @@ def todays_run_requests(
     return requests
 
 
-def build_intraday_schedule(job, symbols: Sequence[str], every_minutes: int, calendar: str) -> dg.ScheduleDefinition:
+def build_intraday_schedule(
+    job_name: str, symbols: Sequence[str], every_minutes: int, calendar: str
+) -> dg.ScheduleDefinition:
     @dg.schedule(
         name="intraday_refresh",
-        job=job,
+        job_name=job_name,
         cron_schedule=f"*/{every_minutes} * * * 1-5",
         execution_timezone=EXCHANGE_TZ,
         description=f"Every {every_minutes} minutes while NYSE is open (and once just after the close): "
@@ -52,12 +54,14 @@ def build_intraday_schedule(job, symbols: Sequence[str], every_minutes: int, cal
     return intraday_refresh
 
 
-def build_end_of_day_schedule(job, symbols: Sequence[str], calendar: str, at: str = "20:15") -> dg.ScheduleDefinition:
+def build_end_of_day_schedule(
+    job_name: str, symbols: Sequence[str], calendar: str, at: str = "20:15"
+) -> dg.ScheduleDefinition:
     hour, minute = (int(x) for x in at.split(":"))
 
     @dg.schedule(
         name="end_of_day",
-        job=job,
+        job_name=job_name,
         cron_schedule=f"{minute} {hour} * * 1-5",
         execution_timezone=EXCHANGE_TZ,
         description=f"At {at} New York on trading days: rebuild today's partitions from the complete day.",

@@ -8,6 +8,7 @@ touch another partition. An input with metadata ``{"history": True}`` loads, per
 to the latest requested date (windows over earlier trading days).
 """
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
@@ -21,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from stock_lakehouse.lakehouse.lake import Lake, short_name
 from stock_lakehouse.lakehouse.schemas import PARTITION_COLUMNS
 from stock_lakehouse.lakehouse.spark import SparkResource
-from stock_lakehouse.partitions import BarPartition, parse_keys, partition_predicate
+from stock_lakehouse.partitions import BarPartition, describe_span, parse_keys, partition_predicate
 from stock_lakehouse.quality.partition_results import MAX_PARTITION_RESULTS
 from stock_lakehouse.root_cause import exception_root_cause
 
@@ -42,6 +43,12 @@ def markdown_table(df: pd.DataFrame, max_columns: int = 12) -> str:
     cells = [[_md_cell(v) for v in row] for row in df.itertuples(index=False)]
     lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
+
+
+def _untouched(kept: Sequence[BarPartition], withheld: Sequence[BarPartition]) -> str:
+    said = [f"kept {len(kept)} (no new rows)"] if kept else []
+    said += [f"withheld {len(withheld)} (quality gate)"] if withheld else []
+    return f"; {', '.join(said)}" if said else ""
 
 
 def table_exists(spark: SparkSession, uri: str) -> bool:
@@ -111,6 +118,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: DataFrame | TableWrite | None) -> None:
         if obj is None:
             return
+        started = time.monotonic()
         write = obj if isinstance(obj, TableWrite) else TableWrite(obj)
         obj = write.df
         uri = self.lake.table_uri(context.asset_key)
@@ -134,6 +142,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
                 {"table_uri": dg.MetadataValue.path(uri), "run_row_count": 0, "run_partitions_written": 0, **kept_meta}
             )
             self._per_partition_metadata(context, kept, write.skip)
+            context.log.info(f"{context.asset_key.to_user_string()}: nothing written{_untouched(kept, write.skip)}")
             return
         predicate = partition_predicate(parts)
         try:
@@ -166,6 +175,12 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             }
         )
         self._per_partition_metadata(context, kept, write.skip)
+        # One INFO line per table: what a user filtering the run log at INFO needs (Dagster's own events are DEBUG).
+        context.log.info(
+            f"{context.asset_key.to_user_string()}: wrote {describe_span(parts)}, "
+            f"{int(metrics.get('numOutputRows', 0)):,} rows, Delta version {int(last['version'])}, "
+            f"{time.monotonic() - started:.1f}s{_untouched(kept, write.skip)}"
+        )
 
     def _per_partition_metadata(
         self, context: dg.OutputContext, kept: Sequence[BarPartition], withheld: Sequence[BarPartition]

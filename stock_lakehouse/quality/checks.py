@@ -19,11 +19,12 @@ import dagster as dg
 from pyspark.sql import DataFrame
 
 from stock_lakehouse.ingestion.config import IngestionConfig
-from stock_lakehouse.partitions import BarPartition, parse_keys
+from stock_lakehouse.partitions import BarPartition, describe_span, parse_keys
 from stock_lakehouse.quality.gates import QualityGate, Verdict
 from stock_lakehouse.quality.partition_results import (
     MAX_PARTITION_RESULTS,
     Outcome,
+    describe_outcomes,
     emit,
     materializations_by_partition,
 )
@@ -177,6 +178,13 @@ def build_soda_checks(
             if 0 < len(parts) <= MAX_PARTITION_RESULTS
             else None
         )
+
+        results: list[tuple[str, Outcome, dict[BarPartition, Outcome]]] = []
+
+        def record(spec: dg.AssetCheckSpec, run: Outcome, per: dict[BarPartition, Outcome]):
+            results.append((spec.name, run, per))
+            return emit(spec, run, per, targets)
+
         if parts and not any(ingestion.is_trading_day(p.symbol, p.trade_date) for p in parts):
             closed = {"outcome": "skipped (market closed)"}
             for spec in specs + plain_specs:
@@ -186,16 +194,16 @@ def build_soda_checks(
                     dict.fromkeys(parts, Outcome(True, metadata=closed)),
                     targets,
                 )
+            context.log.info(f"{asset_key.to_user_string()}: checks skipped, market closed ({describe_span(parts)})")
             return
         table = table.cache()
         try:
             report = run_scan(table, suite)
-            context.log.info(f"Soda scan of {suite.view}: {len(suite.rules)} rules, {report.seconds:.2f}s")
             if suite.partition_rules:
                 verdicts = quality.verdicts(context.run.run_id, table, parts)
                 for rule in suite.partition_rules:
                     run, per = _partition_rule_outcomes(rule, verdicts, parts, meta, quality.max_invalid_share)
-                    yield from emit(spec_of[rule.name], run, per, targets)
+                    yield from record(spec_of[rule.name], run, per)
             scope = {"scope": f"run: one Soda scan over {len(parts)} partition(s)"}
             for rule in suite.table_rules:
                 res = report.results[rule.name]
@@ -208,10 +216,15 @@ def build_soda_checks(
                 passed = res.outcome == "pass"
                 run = Outcome(passed, severity[rule.name], {**meta, **measured})
                 per = dict.fromkeys(parts, Outcome(passed, severity[rule.name], {**scope, **measured}))
-                yield from emit(spec_of[rule.name], run, per, targets)
+                yield from record(spec_of[rule.name], run, per)
             for spec, evaluate in plain_checks:
                 run, per = evaluate(table, parts, ingestion)
-                yield from emit(spec, run, per, targets)
+                yield from record(spec, run, per)
+            # One INFO line per table's checks (Dagster's own check events are DEBUG).
+            context.log.info(
+                f"{asset_key.to_user_string()} checks over {describe_span(parts)}: {describe_outcomes(results)}; "
+                f"Soda scan of {len(suite.rules)} rules {report.seconds:.2f}s"
+            )
         finally:
             table.unpersist()
 

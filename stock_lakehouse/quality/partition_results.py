@@ -13,7 +13,7 @@ with partitions x rules.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -86,6 +86,18 @@ def emit(
             description=spec.description,
         )
     yield dg.Output(None, output_name=spec.get_python_identifier())
+
+
+def describe_outcomes(results: Sequence[tuple[str, Outcome, Mapping[BarPartition, Outcome]]], limit: int = 5) -> str:
+    """``14 passed, 1 failed: silver_low_not_above_high (ERROR) on 2024-03-04|XYZ``: a step's checks in a line."""
+    failed = []
+    for name, run, per in results:
+        keys = [str(p.key) for p, outcome in sorted(per.items()) if not outcome.passed]
+        if keys or not run.passed:
+            where = f" on {', '.join(keys[:limit])}{' ...' if len(keys) > limit else ''}" if keys else ""
+            failed.append(f"{name} ({run.severity.value}){where}")
+    text = f"{len(results) - len(failed)} passed, {len(failed)} failed"
+    return f"{text}: {'; '.join(failed)}" if failed else text
 
 
 def aggregate(evaluations: Iterable[tuple[bool, str, dict[str, object]]]) -> tuple[bool, str, dict[str, object]]:
