@@ -326,15 +326,22 @@ def sql(query, fmt, lake_root) -> None:
 
 @main.command("sync-symbols")
 def sync_symbols_cmd() -> None:
-    """Add the configured symbols to the instance's symbol partitions (the UI then lists them)."""
+    """Prepare the instance for the configured symbols: add them to the symbol partitions (the UI then
+    lists them) and give each table's writer pool its limit (see ``assets.keys.ensure_writer_pools``).
+    Idempotent; the compose deployment runs it on every start."""
     import dagster as dg
 
+    from stock_lakehouse.assets.keys import ensure_writer_pools
     from stock_lakehouse.partitions import sync_symbols
 
     settings = load_settings()
     ensure_dagster_home()
-    added = sync_symbols(dg.DagsterInstance.get(), settings.all_symbols)
+    instance = dg.DagsterInstance.get()
+    added = sync_symbols(instance, settings.all_symbols)
+    pools = ensure_writer_pools(instance)
     click.echo(f"added: {', '.join(added) or 'none'}; configured: {', '.join(settings.all_symbols)}")
+    if pools:
+        click.echo(f"writer pools created: {', '.join(pools)}")
 
 
 @main.command()

@@ -93,3 +93,32 @@ def test_cli_errors_name_the_problem(tmp_path):
     bad_cfg.write_text("source: ftp\n")
     wrong = cli("--config", str(bad_cfg), "materialize", "--start", "2024-03-01", env=env, cwd=tmp_path)
     assert wrong.returncode != 0 and "c.yaml" in wrong.stderr and "source" in wrong.stderr
+
+
+def test_sync_symbols_prepares_a_new_instance_once(dagster_home, clean_env, monkeypatch):
+    """Symbols become partitions and every writer pool gets the instance's default limit up front (two first
+    runs racing to create a pool row fail one run on PostgreSQL); a second call changes nothing, and a
+    limit set by hand stays."""
+    from click.testing import CliRunner
+
+    from stock_lakehouse.assets.keys import TABLES, writer_pool
+    from stock_lakehouse.cli import main
+    from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME
+
+    (dagster_home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
+    )
+    monkeypatch.setenv("STOCK_LAKEHOUSE_SYMBOLS", "AAA,BBB")
+    pools = [writer_pool(dg.AssetKey(path)) for path in TABLES.values()]
+    first = CliRunner().invoke(main, ["sync-symbols"])
+    assert first.exit_code == 0, first.output
+    assert "added: AAA, BBB" in first.output and f"writer pools created: {', '.join(pools)}" in first.output
+    instance = dg.DagsterInstance.get()
+    assert instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME) == ["AAA", "BBB"]
+    storage = instance.event_log_storage
+    assert storage.get_concurrency_keys() >= set(pools)
+    assert {p: storage.get_concurrency_info(p).slot_count for p in pools} == dict.fromkeys(pools, 1)
+    storage.set_concurrency_slots(pools[0], 3)
+    second = CliRunner().invoke(main, ["sync-symbols"])
+    assert second.exit_code == 0 and "added: none" in second.output and "pools created" not in second.output
+    assert storage.get_concurrency_info(pools[0]).slot_count == 3

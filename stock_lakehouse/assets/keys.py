@@ -50,3 +50,20 @@ def writer_pool(key: dg.AssetKey) -> str:
     (``dagster.yaml`` sets every pool's limit to 1), since Delta on S3 is only safe with one writing
     driver at a time. Bronze's pool also bounds concurrent Alpha Vantage calls."""
     return "delta_" + "_".join(key.path)
+
+
+def ensure_writer_pools(instance: dg.DagsterInstance) -> list[str]:
+    """Give every table's writer pool its limit now (the instance's ``pools.default_limit``); the pools
+    created. A no-op for pools that exist (a limit set by hand stays).
+
+    Why: Dagster creates a pool's limit row lazily, when the first step claims a slot, and two first runs
+    of a fresh PostgreSQL instance racing to create the same row fail one run (``UniqueViolation`` on
+    ``concurrency_limits``, dagster-io/dagster#33552). Seen with the compose stack's first backfill."""
+    storage = instance.event_log_storage
+    existing = storage.get_concurrency_keys()
+    created = []
+    for table in TABLES.values():
+        pool = writer_pool(dg.AssetKey(table))
+        if pool not in existing and storage.initialize_concurrency_limit_to_default(pool):
+            created.append(pool)
+    return created
