@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test lint dev dashboard clean
+.PHONY: setup demo test test-compose lint dev dashboard clean
 
 setup: $(VENV)/.installed
 	@java -version >/dev/null 2>&1 || { echo "Java 17 is required (Debian: apt-get install -y openjdk-17-jre-headless)"; exit 1; }
@@ -29,6 +29,14 @@ TEST_WORKERS ?= 2
 
 test: setup lint
 	$(BIN)/pytest -ra -n $(TEST_WORKERS) --dist loadfile --durations=25
+
+# Opt-in, not part of `make test`: docker/docker-compose.yml run for real with podman (root, podman,
+# netavark, iptables, runc, debootstrap; builds local images, minutes). See docker/compose.podman.yml.
+PODMAN_COMPOSE ?= $(CURDIR)/.venv-compose/bin/podman-compose
+
+test-compose: setup
+	@[ -x "$(PODMAN_COMPOSE)" ] || { $(PYTHON) -m venv .venv-compose && .venv-compose/bin/pip install -q 'podman-compose==1.6.0'; }
+	STOCK_LAKEHOUSE_COMPOSE_TEST=1 PODMAN_COMPOSE=$(PODMAN_COMPOSE) $(BIN)/pytest -ra -s stock_lakehouse_tests/test_compose_podman.py
 
 dev: setup
 	@mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/ 2>/dev/null || true

@@ -1,0 +1,182 @@
+"""``docker/docker-compose.yml`` run for real, with podman, on a machine that cannot pull public images.
+
+``docker/images/build.sh`` builds the images from the Debian mirror, PyPI, Maven Central and the Go module
+proxy (the project image from ``docker/Dockerfile`` unchanged); ``docker/compose.podman.yml`` is the one
+place that substitutes anything (local MinIO/PostgreSQL images, runc, lowered ulimits);
+``docker/images/podman-up.sh`` starts the services in compose's order (podman 4.3 ignores healthy
+conditions). Then: a 2 symbols x 3 days backfill through the webserver's GraphQL, gold read from MinIO,
+the runs read from Postgres, the asset graph in headless Chromium; ``down`` and ``up`` again (tables and
+run history kept); ``down -v``.
+
+Opt-in (minutes, root, podman): ``make test-compose`` (sets STOCK_LAKEHOUSE_COMPOSE_TEST=1). Timings are
+written to ``<tmp>/compose-timings.json`` and printed (``-s``).
+"""
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from datetime import date
+from unittest import mock
+
+import httpx
+import pytest
+
+from stock_lakehouse.backfill import launch_backfill, wait_backfill
+from stock_lakehouse.lakehouse.object_store import S3Location
+from stock_lakehouse.lakehouse.reader import read_table
+from stock_lakehouse_tests.conftest import REPO
+from stock_lakehouse_tests.services import chromium
+
+pytestmark = [
+    pytest.mark.compose,
+    pytest.mark.skipif(
+        os.environ.get("STOCK_LAKEHOUSE_COMPOSE_TEST") != "1", reason="opt-in: make test-compose (podman, root)"
+    ),
+]
+
+PROJECT = "stock-lakehouse-test"
+URL = "http://127.0.0.1:3000"
+SYMBOLS = ["AAA", "BBB"]
+START, END = date(2024, 3, 4), date(2024, 3, 6)  # Mon..Wed: 3 trading days
+POOLS = ["delta_bronze_intraday_bars", "delta_silver_stock_clean", "delta_gold_daily_kpis", "delta_gold_bi_stock_daily"]
+
+
+def _podman_compose() -> str:
+    found = os.environ.get("PODMAN_COMPOSE") or shutil.which("podman-compose")
+    if not found:
+        pytest.fail("podman-compose not found: set PODMAN_COMPOSE or install it (pip install podman-compose)")
+    return found
+
+
+def _run(cmd: list[str], env: dict | None = None, timeout: float = 1800) -> str:
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{cmd} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def _ctr(service: str) -> str:
+    return f"{PROJECT}_{service}_1"
+
+
+def _graphql(query: str) -> dict:
+    body = httpx.post(f"{URL}/graphql", json={"query": query}, timeout=60).json()
+    assert not body.get("errors"), body
+    return body["data"]
+
+
+def _wait_loaded(timeout: float = 300) -> float:
+    """Seconds until the webserver answers and shows the code location loaded (not a load error)."""
+    t0 = time.monotonic()
+    query = "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename } } } } }"
+    while True:
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, AssertionError, TypeError):
+            entries = _graphql(query)["workspaceOrError"]["locationEntries"]
+            if entries and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation":
+                return time.monotonic() - t0
+        assert time.monotonic() - t0 < timeout, f"code location not loaded after {timeout}s"
+        time.sleep(1)
+
+
+def _psql(sql: str) -> list[str]:
+    out = _run(["podman", "exec", _ctr("postgres"), "psql", "-U", "dagster", "-d", "dagster", "-tAc", sql])
+    return out.split()
+
+
+def _gold(env: dict):
+    keys = {"AWS_ACCESS_KEY_ID": env["MINIO_ROOT_USER"], "AWS_SECRET_ACCESS_KEY": env["MINIO_ROOT_PASSWORD"]}
+    with mock.patch.dict(os.environ, keys | {"AWS_REGION": "us-east-1"}):
+        return read_table("s3a://lake/lake", "gold", s3=S3Location("http://127.0.0.1:9000"))
+
+
+def test_compose_runs_with_podman(tmp_path):
+    for port in (3000, 9000, 9001):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.fail(f"127.0.0.1:{port} is in use; compose publishes 3000, 9000 and 9001")
+    timings: dict[str, float] = {}
+    pc = _podman_compose()
+    t0 = time.monotonic()
+    _run(["bash", "docker/images/build.sh"], timeout=3600)
+    timings["build_sh"] = time.monotonic() - t0
+
+    env = {
+        "MINIO_ROOT_USER": "lakeadmin",
+        "MINIO_ROOT_PASSWORD": secrets.token_urlsafe(24),
+        "LAKE_BUCKET": "lake",
+        "DAGSTER_POSTGRES_USER": "dagster",
+        "DAGSTER_POSTGRES_PASSWORD": secrets.token_urlsafe(24),
+        "DAGSTER_POSTGRES_DB": "dagster",
+        "STOCK_LAKEHOUSE_SOURCE": "synthetic",  # the bundled replay sample holds NVDA only
+        "PUBLISH_ADDRESS": "127.0.0.1",
+    }
+    env_file = tmp_path / "compose.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    env_file.chmod(0o600)
+    files = ["--env-file", str(env_file), "-f", "docker/docker-compose.yml", "-f", "docker/compose.podman.yml"]
+    down = [pc, *files, "-p", PROJECT, "down"]
+    up_env = os.environ | {"PODMAN_COMPOSE": pc, "COMPOSE_ENV_FILE": str(env_file), "COMPOSE_PROJECT": PROJECT}
+
+    def up() -> None:
+        t = time.monotonic()
+        _run(["bash", "docker/images/podman-up.sh", "-p", PROJECT], env=up_env, timeout=600)
+        timings.setdefault("up_started", []).append(time.monotonic() - t)
+        timings.setdefault("up_until_location_loaded", []).append(time.monotonic() - t + _wait_loaded())
+
+    try:
+        up()
+        # What an operator does once in a new deployment (`docker compose exec code ...`): register the
+        # symbols of the dynamic partition dimension, and set each table's writer pool explicitly. The latter
+        # works around dagster#33552: with `pools.default_limit` alone, two runs starting together on a new
+        # Postgres instance race to insert the same pool row and one fails (UniqueViolation on
+        # concurrency_limits_concurrency_key_key, then InFailedSqlTransaction).
+        code = ["podman", "exec", "-e", f"STOCK_LAKEHOUSE_SYMBOLS={','.join(SYMBOLS)}", _ctr("code")]
+        _run([*code, "stock-lakehouse", "sync-symbols"])
+        for pool in POOLS:
+            _run([*code, "dagster", "instance", "concurrency", "set", pool, "1"])
+
+        t = time.monotonic()
+        backfill_id = launch_backfill(f"{URL}/graphql", SYMBOLS, START, END, title="compose-podman")
+        status = wait_backfill(f"{URL}/graphql", backfill_id, timeout=1800)
+        timings["backfill_2x3"] = time.monotonic() - t
+        assert status["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), status
+        assert len(status["runs"]) == 2 and all(r["status"] == "SUCCESS" for r in status["runs"]), status
+
+        gold = _gold(env)
+        assert sorted(set(gold.symbol)) == SYMBOLS and len(gold) == 6 and (gold.bar_count == 390).all(), gold
+        run_ids = sorted(r["runId"] for r in status["runs"])
+        assert sorted(_psql("SELECT run_id FROM runs WHERE status = 'SUCCESS'")) == run_ids
+
+        with chromium() as driver:
+            from stock_lakehouse_tests.test_operations_e2e import _dismiss_community_dialog, _wait_for_text
+
+            driver.get(f"{URL}/asset-groups")
+            time.sleep(3)
+            _dismiss_community_dialog(driver)
+            _wait_for_text(driver, ["Global asset lineage", "bronze", "silver", "gold"])
+            driver.get(f"{URL}/locations/__repository__@stock_lakehouse/asset-groups/gold")
+            time.sleep(3)
+            _dismiss_community_dialog(driver)
+            _wait_for_text(driver, ["daily_kpis", "bi_stock_daily"])
+            driver.save_screenshot(str(tmp_path / "compose-asset-graph.png"))
+
+        # down (volumes kept) and up again: the tables and the run history are still there.
+        t = time.monotonic()
+        _run(down, timeout=600)
+        timings["down"] = time.monotonic() - t
+        assert not _run(["podman", "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"]).strip()
+        up()
+        assert len(_gold(env)) == 6
+        assert sorted(_psql("SELECT run_id FROM runs WHERE status = 'SUCCESS'")) == run_ids
+        runs = _graphql("{ runsOrError { ... on Runs { results { runId status } } } }")["runsOrError"]["results"]
+        assert sorted(r["runId"] for r in runs if r["status"] == "SUCCESS") == run_ids
+    finally:
+        subprocess.run([*down, "-v"], cwd=REPO, capture_output=True, timeout=600)
+        (tmp_path / "compose-timings.json").write_text(json.dumps(timings, indent=1))
+        print("compose timings (s):", json.dumps(timings))
+    volumes = _run(["podman", "volume", "ls", "-q", "--filter", f"label=io.podman.compose.project={PROJECT}"])
+    assert not volumes.strip(), volumes
