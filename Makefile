@@ -28,7 +28,7 @@ lint: $(VENV)/.installed
 TEST_WORKERS ?= 2
 
 test: setup lint
-	$(BIN)/pytest -ra -n $(TEST_WORKERS) --dist loadfile --durations=25
+	$(BIN)/pytest -ra -n $(TEST_WORKERS) --dist loadfile --durations=25 -m 'not compose'
 
 # Opt-in, not part of `make test`: docker/docker-compose.yml run for real with podman (root, podman,
 # netavark, iptables, runc, debootstrap; builds local images, minutes). See docker/compose.podman.yml.
@@ -36,7 +36,7 @@ PODMAN_COMPOSE ?= $(CURDIR)/.venv-compose/bin/podman-compose
 
 test-compose: setup
 	@[ -x "$(PODMAN_COMPOSE)" ] || { $(PYTHON) -m venv .venv-compose && .venv-compose/bin/pip install -q 'podman-compose==1.6.0'; }
-	STOCK_LAKEHOUSE_COMPOSE_TEST=1 PODMAN_COMPOSE=$(PODMAN_COMPOSE) $(BIN)/pytest -ra -s stock_lakehouse_tests/test_compose_podman.py
+	PODMAN_COMPOSE=$(PODMAN_COMPOSE) $(BIN)/pytest -ra -s -m compose stock_lakehouse_tests/test_compose_podman.py
 
 dev: setup
 	@mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/ 2>/dev/null || true

@@ -8,7 +8,7 @@ conditions). Then: a 2 symbols x 3 days backfill through the webserver's GraphQL
 the runs read from Postgres, the asset graph in headless Chromium; ``down`` and ``up`` again (tables and
 run history kept); ``down -v``.
 
-Opt-in (minutes, root, podman): ``make test-compose`` (sets STOCK_LAKEHOUSE_COMPOSE_TEST=1). Timings are
+Opt-in (minutes, root, podman): ``make test-compose``. Timings are
 written to ``<tmp>/compose-timings.json`` and printed (``-s``).
 """
 
@@ -23,27 +23,25 @@ import time
 from datetime import date
 from unittest import mock
 
+import dagster as dg
 import httpx
 import pytest
 
+from stock_lakehouse.assets.keys import TABLES, writer_pool
 from stock_lakehouse.backfill import launch_backfill, wait_backfill
 from stock_lakehouse.lakehouse.object_store import S3Location
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse_tests.conftest import REPO
 from stock_lakehouse_tests.services import chromium
 
-pytestmark = [
-    pytest.mark.compose,
-    pytest.mark.skipif(
-        os.environ.get("STOCK_LAKEHOUSE_COMPOSE_TEST") != "1", reason="opt-in: make test-compose (podman, root)"
-    ),
-]
+# Deselected by `make test` (-m 'not compose'), selected by `make test-compose`.
+pytestmark = pytest.mark.compose
 
 PROJECT = "stock-lakehouse-test"
 URL = "http://127.0.0.1:3000"
 SYMBOLS = ["AAA", "BBB"]
 START, END = date(2024, 3, 4), date(2024, 3, 6)  # Mon..Wed: 3 trading days
-POOLS = ["delta_bronze_intraday_bars", "delta_silver_stock_clean", "delta_gold_daily_kpis", "delta_gold_bi_stock_daily"]
+POOLS = [writer_pool(dg.AssetKey(path)) for path in TABLES.values()]
 
 
 def _podman_compose() -> str:
@@ -112,6 +110,7 @@ def test_compose_runs_with_podman(tmp_path):
         "DAGSTER_POSTGRES_PASSWORD": secrets.token_urlsafe(24),
         "DAGSTER_POSTGRES_DB": "dagster",
         "STOCK_LAKEHOUSE_SOURCE": "synthetic",  # the bundled replay sample holds NVDA only
+        "STOCK_LAKEHOUSE_SYMBOLS": ",".join(SYMBOLS),
         "PUBLISH_ADDRESS": "127.0.0.1",
     }
     env_file = tmp_path / "compose.env"
@@ -129,15 +128,9 @@ def test_compose_runs_with_podman(tmp_path):
 
     try:
         up()
-        # What an operator does once in a new deployment (`docker compose exec code ...`): register the
-        # symbols of the dynamic partition dimension, and set each table's writer pool explicitly. The latter
-        # works around dagster#33552: with `pools.default_limit` alone, two runs starting together on a new
-        # Postgres instance race to insert the same pool row and one fails (UniqueViolation on
-        # concurrency_limits_concurrency_key_key, then InFailedSqlTransaction).
-        code = ["podman", "exec", "-e", f"STOCK_LAKEHOUSE_SYMBOLS={','.join(SYMBOLS)}", _ctr("code")]
-        _run([*code, "stock-lakehouse", "sync-symbols"])
-        for pool in POOLS:
-            _run([*code, "dagster", "instance", "concurrency", "set", pool, "1"])
+        # The init service registered the symbols and created every writer pool before any run (without
+        # the pools, two first runs on a new PostgreSQL instance race to create one: dagster#33552).
+        assert set(_psql("SELECT concurrency_key FROM concurrency_limits")) >= set(POOLS)
 
         t = time.monotonic()
         backfill_id = launch_backfill(f"{URL}/graphql", SYMBOLS, START, END, title="compose-podman")

@@ -33,6 +33,8 @@ up minio postgres
 wait_healthy minio
 up create-bucket
 wait_healthy postgres
+up init
 wait_exit0 create-bucket
+wait_exit0 init
 up code
 up webserver daemon
