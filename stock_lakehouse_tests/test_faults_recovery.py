@@ -254,7 +254,7 @@ def test_run_killed_inside_silver_is_failed_frees_its_slot_and_its_spark_temp_fo
     # since a local session puts the jars on its class path instead of copying them (277 MB before).
     left = list(spark_dir.rglob("*"))
     jar_copies = [f for f in left if f.suffix == ".jar"]
-    timings["left by the dead JVM, MB"] = sum(f.stat().st_size for f in spark_dir.rglob("*") if f.is_file()) / 1e6
+    timings["left by the dead JVM, MB"] = sum(f.stat().st_size for f in left if f.is_file()) / 1e6
 
     # The same command again: it must finish, recovering the dead run first (before the fix it waited for
     # silver's slot forever). The bound grows with the machine's load, seen in the first run.

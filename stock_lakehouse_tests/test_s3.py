@@ -100,7 +100,7 @@ def test_two_processes_writing_one_table_lose_no_commit(spark, minio, tmp_path, 
         got = df.groupby(["symbol", df.trade_date.astype(str)]).size().to_dict()
         expected = {(s, d): per_day for s in ("AAA", "BBB") for d in days} | {("AAA", "2024-02-29"): per_day}
         assert got == expected, table
-    # Every run committed once per table: 1 + 2 x 3 versions, none overwritten.
+    # Every run committed once per table: 1 + 2 x len(days) versions, none overwritten.
     from deltalake import DeltaTable
 
     gold = DeltaTable("s3://lake/concurrent/gold/daily_kpis", storage_options=s3(minio).delta_rs_options())

@@ -125,7 +125,8 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         spark = self._session()
         kept = self._present(spark, uri, write.keep_if_present)
         untouched = set(kept) | set(write.skip)
-        parts = [p for p in self._partitions(context) if p not in untouched]
+        run_parts = self._partitions(context)
+        parts = [p for p in run_parts if p not in untouched]
         kept_meta: dict[str, Any] = {}
         if kept:
             keys = [str(p.key) for p in kept]
@@ -141,7 +142,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             context.add_output_metadata(
                 {"table_uri": dg.MetadataValue.path(uri), "run_row_count": 0, "run_partitions_written": 0, **kept_meta}
             )
-            self._per_partition_metadata(context, kept, write.skip)
+            self._per_partition_metadata(context, run_parts, kept, write.skip)
             context.log.info(f"{context.asset_key.to_user_string()}: nothing written{_untouched(kept, write.skip)}")
             return
         predicate = partition_predicate(parts)
@@ -174,7 +175,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
                 "partition_predicate": predicate if len(predicate) <= 300 else predicate[:300] + "...",
             }
         )
-        self._per_partition_metadata(context, kept, write.skip)
+        self._per_partition_metadata(context, run_parts, kept, write.skip)
         # One INFO line per table: what a user filtering the run log at INFO needs (Dagster's own events are DEBUG).
         context.log.info(
             f"{context.asset_key.to_user_string()}: wrote {describe_span(parts)}, "
@@ -183,12 +184,15 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         )
 
     def _per_partition_metadata(
-        self, context: dg.OutputContext, kept: Sequence[BarPartition], withheld: Sequence[BarPartition]
+        self,
+        context: dg.OutputContext,
+        parts: Sequence[BarPartition],
+        kept: Sequence[BarPartition],
+        withheld: Sequence[BarPartition],
     ) -> None:
         """Each partition's own ``row_count`` (rows in the table now), the time of its newest bar (the data's
         freshness, not the write's) and what happened to it (``written``; ``kept``: the source had no rows;
         ``withheld``: quality gate). From the Delta log's file statistics: no data file is read."""
-        parts = self._partitions(context)
         if len(parts) > MAX_PARTITION_RESULTS:
             # add_asset_metadata checks each key against the run's whole key range (a partitions lookup per
             # call): quadratic in a large backfill. Such runs keep the run's totals only, like their checks.
