@@ -160,6 +160,55 @@ def chromium() -> Iterator[object]:
         driver.quit()
 
 
+def dismiss_community_dialog(driver) -> None:
+    """Skip the "Join the Dagster community" dialog the UI shows on a first visit."""
+    from selenium.webdriver.common.by import By
+
+    for button in driver.find_elements(By.TAG_NAME, "button"):
+        if button.text.strip() == "Skip":
+            button.click()
+            time.sleep(0.5)
+            return
+
+
+def wait_for_text(driver, texts, timeout=60.0) -> str:
+    """The page's text once it shows every one of ``texts``; fails with what it shows instead."""
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + timeout
+    body = ""
+    while time.monotonic() < deadline:
+        body = driver.find_element(By.TAG_NAME, "body").text
+        if all(t in body for t in texts):
+            return body
+        time.sleep(1)
+    raise AssertionError(f"page never showed {texts}; it shows: {body[:800]}")
+
+
+def click_text(driver, text: str, last: bool = False) -> None:
+    """Click the first clickable element whose own text is ``text`` (from the end with ``last``: a check's
+    Partitions tab comes after the asset's)."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+
+    elements = driver.find_elements(By.XPATH, f"//*[normalize-space(text())='{text}']")
+    for element in reversed(elements) if last else elements:
+        try:
+            element.click()
+        except WebDriverException:  # hidden or covered (a tooltip, a collapsed list)
+            continue
+        time.sleep(2)
+        return
+    raise AssertionError(f"nothing clickable labelled {text!r} on {driver.current_url}")
+
+
+def lines_after(body: str, label: str, lines: int = 1) -> list[str]:
+    """The ``lines`` lines shown right after ``label`` (how the UI lays out a name and its status)."""
+    rows = body.splitlines()
+    i = rows.index(label)
+    return rows[i + 1 : i + 1 + lines]
+
+
 @contextlib.contextmanager
 def minio_server(data_dir: Path, bucket: str = "lake") -> Iterator[dict[str, str]]:
     """A real MinIO on loopback (built by ``scripts/minio.sh`` if missing); yields its environment."""

@@ -32,7 +32,7 @@ from stock_lakehouse.backfill import launch_backfill, wait_backfill
 from stock_lakehouse.lakehouse.object_store import S3Location
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse_tests.conftest import REPO
-from stock_lakehouse_tests.services import chromium
+from stock_lakehouse_tests.services import chromium, dismiss_community_dialog, wait_for_text
 
 # Deselected by `make test` (-m 'not compose'), selected by `make test-compose`.
 pytestmark = pytest.mark.compose
@@ -145,16 +145,14 @@ def test_compose_runs_with_podman(tmp_path):
         assert sorted(_psql("SELECT run_id FROM runs WHERE status = 'SUCCESS'")) == run_ids
 
         with chromium() as driver:
-            from stock_lakehouse_tests.test_operations_e2e import _dismiss_community_dialog, _wait_for_text
-
             driver.get(f"{URL}/asset-groups")
             time.sleep(3)
-            _dismiss_community_dialog(driver)
-            _wait_for_text(driver, ["Global asset lineage", "bronze", "silver", "gold"])
+            dismiss_community_dialog(driver)
+            wait_for_text(driver, ["Global asset lineage", "bronze", "silver", "gold"])
             driver.get(f"{URL}/locations/__repository__@stock_lakehouse/asset-groups/gold")
             time.sleep(3)
-            _dismiss_community_dialog(driver)
-            _wait_for_text(driver, ["daily_kpis", "bi_stock_daily"])
+            dismiss_community_dialog(driver)
+            wait_for_text(driver, ["daily_kpis", "bi_stock_daily"])
             driver.save_screenshot(str(tmp_path / "compose-asset-graph.png"))
 
         # down (volumes kept) and up again: the tables and the run history are still there.

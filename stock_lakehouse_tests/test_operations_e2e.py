@@ -12,7 +12,16 @@ from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.materialize import run_materialize
 from stock_lakehouse.partitions import sync_symbols
 from stock_lakehouse.wiring import LAKEHOUSE_JOB
-from stock_lakehouse_tests.services import REPO, chromium, dagster_dev, graphql
+from stock_lakehouse_tests.services import (
+    REPO,
+    chromium,
+    click_text,
+    dagster_dev,
+    dismiss_community_dialog,
+    graphql,
+    lines_after,
+    wait_for_text,
+)
 from stock_lakehouse_tests.test_quality_gates import day_payload, three_broken_bars
 
 pytestmark = pytest.mark.spark
@@ -84,29 +93,6 @@ def test_backfill_launched_like_the_ui_runs_on_the_daemon(deployment):
     assert not other, statuses
 
 
-def _dismiss_community_dialog(driver) -> None:
-    from selenium.webdriver.common.by import By
-
-    for button in driver.find_elements(By.TAG_NAME, "button"):
-        if button.text.strip() == "Skip":
-            button.click()
-            time.sleep(0.5)
-            return
-
-
-def _wait_for_text(driver, texts, timeout=60.0) -> str:
-    from selenium.webdriver.common.by import By
-
-    deadline = time.monotonic() + timeout
-    body = ""
-    while time.monotonic() < deadline:
-        body = driver.find_element(By.TAG_NAME, "body").text
-        if all(t in body for t in texts):
-            return body
-        time.sleep(1)
-    raise AssertionError(f"page never showed {texts}; it shows: {body[:800]}")
-
-
 def test_ui_shows_the_asset_graph_and_silver_partitions(deployment):
     url, _, _ = deployment
     docs = REPO / "docs"
@@ -115,8 +101,8 @@ def test_ui_shows_the_asset_graph_and_silver_partitions(deployment):
         # The global lineage shows one group per layer; each group's own graph shows its tables.
         driver.get(f"{url}/asset-groups")
         time.sleep(3)
-        _dismiss_community_dialog(driver)
-        _wait_for_text(driver, ["Global asset lineage", "bronze", "silver", "gold"])
+        dismiss_community_dialog(driver)
+        wait_for_text(driver, ["Global asset lineage", "bronze", "silver", "gold"])
         for group, assets in (
             ("bronze", ["intraday_bars"]),
             ("silver", ["stock_clean"]),
@@ -124,41 +110,17 @@ def test_ui_shows_the_asset_graph_and_silver_partitions(deployment):
         ):
             driver.get(f"{url}/locations/__repository__@stock_lakehouse/asset-groups/{group}")
             time.sleep(3)
-            _dismiss_community_dialog(driver)
-            _wait_for_text(driver, assets)
+            dismiss_community_dialog(driver)
+            wait_for_text(driver, assets)
         time.sleep(2)
         driver.save_screenshot(str(docs / "ui-asset-graph.png"))  # the gold group
         driver.get(f"{url}/assets/silver/stock_clean?view=partitions")
         time.sleep(3)
-        _dismiss_community_dialog(driver)
+        dismiss_community_dialog(driver)
         # The partitions view counts the 2 symbols x 3 days the backfill materialized.
-        _wait_for_text(driver, ["Materialized (6)", "AAA", "BBB"])
+        wait_for_text(driver, ["Materialized (6)", "AAA", "BBB"])
         time.sleep(2)
         driver.save_screenshot(str(docs / "ui-silver-partitions.png"))
-
-
-def _click(driver, text: str, last: bool = False) -> None:
-    """Click the first clickable element whose own text is ``text`` (from the end with ``last``: a check's
-    Partitions tab comes after the asset's)."""
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.common.by import By
-
-    elements = driver.find_elements(By.XPATH, f"//*[normalize-space(text())='{text}']")
-    for element in reversed(elements) if last else elements:
-        try:
-            element.click()
-        except WebDriverException:  # hidden or covered (a tooltip, a collapsed list)
-            continue
-        time.sleep(2)
-        return
-    raise AssertionError(f"nothing clickable labelled {text!r} on {driver.current_url}")
-
-
-def _after(body: str, label: str, lines: int = 1) -> list[str]:
-    """The ``lines`` lines shown right after ``label`` (how the UI lays out a name and its status)."""
-    rows = body.splitlines()
-    i = rows.index(label)
-    return rows[i + 1 : i + 1 + lines]
 
 
 def test_ui_check_pages_agree_per_partition(deployment, spark, tmp_path, monkeypatch, clean_env):
@@ -189,50 +151,50 @@ def test_ui_check_pages_agree_per_partition(deployment, spark, tmp_path, monkeyp
         # The lineage node of silver counts the checks that passed on every partition.
         driver.get(f"{url}/locations/__repository__@stock_lakehouse/asset-groups/silver")
         time.sleep(3)
-        _dismiss_community_dialog(driver)
-        body = _wait_for_text(driver, ["Asset checks", f" / {len(silver)} Passed"])  # once loaded
-        assert _after(body, "Asset checks") == [f"{len(silver) - len(failed)} / {len(silver)} Passed"], body
+        dismiss_community_dialog(driver)
+        body = wait_for_text(driver, ["Asset checks", f" / {len(silver)} Passed"])  # once loaded
+        assert lines_after(body, "Asset checks") == [f"{len(silver) - len(failed)} / {len(silver)} Passed"], body
         # The Checks list: failed where a partition failed, succeeded elsewhere.
         driver.get(f"{url}/assets/silver/stock_clean?view=checks")
         time.sleep(3)
-        _dismiss_community_dialog(driver)
-        body = _wait_for_text(driver, [f"Checks ({len(silver)})"])
+        dismiss_community_dialog(driver)
+        body = wait_for_text(driver, [f"Checks ({len(silver)})"])
         for name in ("silver_low_not_above_high", "silver_has_rows"):
             expected = "Failed" if name in failed else "Succeeded"
-            assert _after(body, name) == [expected], (name, body)
+            assert lines_after(body, name) == [expected], (name, body)
         # The check's detail: "Latest execution" is the evaluation of silver's latest materialization, one
         # partition, named there, with that partition's own result.
         outcome = {"2024-03-04|XYZ": "Failed", "2024-03-05|XYZ": "Passed"}
-        _click(driver, "silver_low_not_above_high")
-        body = _wait_for_text(driver, ["Latest execution", "Evaluation result"])
-        (shown,) = _after(body, "Partition")
-        assert _after(body, "Evaluation result") == [outcome[shown]], body
+        click_text(driver, "silver_low_not_above_high")
+        body = wait_for_text(driver, ["Latest execution", "Evaluation result"])
+        (shown,) = lines_after(body, "Partition")
+        assert lines_after(body, "Evaluation result") == [outcome[shown]], body
         # Its execution history: one row per partition, each with its own result.
-        _click(driver, "Execution history")
-        body = _wait_for_text(driver, ["2024-03-04|XYZ", "2024-03-05|XYZ"])
+        click_text(driver, "Execution history")
+        body = wait_for_text(driver, ["2024-03-04|XYZ", "2024-03-05|XYZ"])
         rows = body.splitlines()
         result_of = {rows[i + 3]: rows[i] for i, row in enumerate(rows) if row in ("Passed", "Failed")}
         assert {k: result_of[k] for k in outcome} == outcome, rows
         driver.save_screenshot(str(REPO / "docs" / "ui-check-history.png"))
         # Its Partitions view: the 6 backfilled partitions and XYZ 03-05 passed, XYZ 03-04 failed.
-        _click(driver, "Partitions", last=True)
-        _wait_for_text(driver, ["Failed (1)", "Passed (7)", "Skipped (0)"])
+        click_text(driver, "Partitions", last=True)
+        wait_for_text(driver, ["Failed (1)", "Passed (7)", "Skipped (0)"])
         driver.save_screenshot(str(REPO / "docs" / "ui-check-partitions.png"))
         # Selecting a partition of silver shows that partition's own row count beside the run's total.
         driver.get(f"{url}/assets/silver/stock_clean?view=partitions")
         time.sleep(3)
-        _dismiss_community_dialog(driver)
-        _wait_for_text(driver, ["Materialized (8)"])
+        dismiss_community_dialog(driver)
+        wait_for_text(driver, ["Materialized (8)"])
         driver.find_element(By.XPATH, "//input[@placeholder='Filter by date…']").send_keys("2024-03-04")
         time.sleep(2)
-        _click(driver, "2024-03-04")
-        _click(driver, "XYZ", last=True)
-        body = _wait_for_text(driver, ["2024-03-04|XYZ", "row_count", "partition_status"])
-        assert _after(body, "row_count") == ["60"] and _after(body, "run_row_count") == ["120"], body
-        assert _after(body, "partition_status") == ["written"], body
-        assert _after(body, "preview") == ["[Show Markdown]"], body  # 5 rows of the partition
+        click_text(driver, "2024-03-04")
+        click_text(driver, "XYZ", last=True)
+        body = wait_for_text(driver, ["2024-03-04|XYZ", "row_count", "partition_status"])
+        assert lines_after(body, "row_count") == ["60"] and lines_after(body, "run_row_count") == ["120"], body
+        assert lines_after(body, "partition_status") == ["written"], body
+        assert lines_after(body, "preview") == ["[Show Markdown]"], body  # 5 rows of the partition
         driver.save_screenshot(str(REPO / "docs" / "ui-partition-metadata.png"))
         # The asset's overview shows its column schema (from lakehouse/schemas.py) and how to see its rows.
         driver.get(f"{url}/assets/silver/stock_clean")
         time.sleep(3)
-        _wait_for_text(driver, ["Columns", "dq_reason", "is_valid", "stock-lakehouse show silver"])
+        wait_for_text(driver, ["Columns", "dq_reason", "is_valid", "stock-lakehouse show silver"])
