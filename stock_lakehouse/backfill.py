@@ -1,8 +1,13 @@
-"""Backfills through a running Dagster webserver (GraphQL ``launchPartitionBackfill``), as the UI does.
+"""Backfills through a running Dagster webserver's GraphQL, sent as the UI sends them.
 
-The daemon then executes them. With ``BackfillPolicy.single_run()`` Dagster splits a symbols x dates
-selection into one run per value of the dimension with fewer selected keys (3 symbols x 10 dates = 3
-runs, 50 symbols x 21 dates = 21 runs), each run one process and one Spark session.
+Two ways, both executed by the daemon:
+
+- ``launch_backfill``: the asset graph's "Materialize" dialog (``launchPartitionBackfill``). With
+  ``BackfillPolicy.single_run()`` Dagster splits a symbols x dates selection into one run per value of the
+  dimension with fewer selected keys (3 symbols x 10 dates = 3 runs, 50 symbols x 21 dates = 21 runs),
+  each run one process and one Spark session.
+- ``launch_ranged_backfill``: the Launchpad of the ``ranged_backfill`` job (``launchRun`` with its run
+  config), one run that executes the selection as the CLI does (``automation/ranged_backfill.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from datetime import date
 import httpx
 import pandas as pd
 
-from stock_lakehouse.assets.keys import BI, BRONZE, GOLD, SILVER
+from stock_lakehouse.assets.keys import BI, BRONZE, GOLD, SIGNALS, SILVER
 
 LAUNCH = """
 mutation Launch($params: LaunchBackfillParams!) {
@@ -41,6 +46,27 @@ query Status($id: String!) {
 
 DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
+LAUNCH_RUN = """
+mutation LaunchRun($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on InvalidSubsetError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
+RUN_STATUS = """
+query RunStatus($id: ID!) {
+  runOrError(runId: $id) { __typename ... on Run { status } ... on PythonError { message } }
+}
+"""
+
+RUN_DONE = {"SUCCESS", "FAILURE", "CANCELED"}
+
 
 class BackfillError(RuntimeError):
     """The webserver refused the backfill, or it ended unsuccessfully."""
@@ -62,9 +88,9 @@ def _post(url: str, query: str, variables: dict, timeout: float = 120.0) -> dict
 
 
 def launch_backfill(graphql_url: str, symbols: Sequence[str], start: date, end: date, title: str = "") -> str:
-    """Ask the webserver for a backfill of all four layers (and their checks); returns its id."""
+    """Ask the webserver for a backfill of every table (and its checks), as the CLI runs; returns its id."""
     params = {
-        "assetSelection": [{"path": key.path} for key in (BRONZE, SILVER, GOLD, BI)],
+        "assetSelection": [{"path": key.path} for key in (BRONZE, SILVER, GOLD, BI, SIGNALS)],
         "partitionNames": partition_keys(symbols, start, end),
         "title": title or f"{','.join(symbols)} {start}..{end}",
     }
@@ -85,4 +111,39 @@ def wait_backfill(graphql_url: str, backfill_id: str, timeout: float = 1800.0, p
             return data
         if time.monotonic() > deadline:
             raise BackfillError(f"backfill {backfill_id} still {data['status']} after {timeout:.0f}s")
+        time.sleep(poll)
+
+
+def launch_ranged_backfill(
+    graphql_url: str, symbols: Sequence[str], start: date, end: date, location: str = "stock_lakehouse"
+) -> str:
+    """Launch the ``ranged_backfill`` job with this selection as its Launchpad does; returns the run id."""
+    from stock_lakehouse.automation.ranged_backfill import RANGED_BACKFILL_JOB, materialize_ranges
+
+    config = {"symbols": list(symbols), "start": start.isoformat(), "end": end.isoformat()}
+    params = {
+        "selector": {
+            "repositoryLocationName": location,
+            "repositoryName": "__repository__",
+            "pipelineName": RANGED_BACKFILL_JOB,
+        },
+        "runConfigData": {"ops": {materialize_ranges.name: {"config": config}}},
+    }
+    result = _post(graphql_url, LAUNCH_RUN, {"params": params})["launchRun"]
+    if result["__typename"] != "LaunchRunSuccess":
+        raise BackfillError(f"run refused ({result['__typename']}): {result.get('message') or result.get('errors')}")
+    return result["run"]["runId"]
+
+
+def wait_run(graphql_url: str, run_id: str, timeout: float = 1800.0, poll: float = 2.0) -> str:
+    """Poll until the run ends; returns its status (SUCCESS, FAILURE, CANCELED)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data = _post(graphql_url, RUN_STATUS, {"id": run_id})["runOrError"]
+        if data["__typename"] != "Run":
+            raise BackfillError(f"run {run_id}: {data.get('message', data)}")
+        if data["status"] in RUN_DONE:
+            return data["status"]
+        if time.monotonic() > deadline:
+            raise BackfillError(f"run {run_id} still {data['status']} after {timeout:.0f}s")
         time.sleep(poll)

@@ -350,15 +350,29 @@ def sync_symbols_cmd() -> None:
 @click.option("--start", required=True, help="First trade date.")
 @click.option("--end", help="Last trade date (default: start).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the backfill to finish.")
-def backfill(url, symbols, start, end, wait) -> None:
+@click.option(
+    "--ranged",
+    is_flag=True,
+    help="Launch the ranged_backfill job (one run, one JVM for the selection) instead of an asset backfill.",
+)
+def backfill(url, symbols, start, end, wait, ranged) -> None:
     """Launch a backfill of all layers on a running webserver (the daemon executes it), like the UI."""
-    from stock_lakehouse.backfill import BackfillError, launch_backfill, wait_backfill
+    from stock_lakehouse.backfill import BackfillError, launch_backfill, launch_ranged_backfill, wait_backfill, wait_run
 
     start_d = _parse_date(start, "--start")
     end_d = _parse_date(end, "--end") if end else start_d
     syms = _symbols(symbols) or load_settings().all_symbols
     graphql_url = url.rstrip("/") + "/graphql"
     try:
+        if ranged:
+            run_id = launch_ranged_backfill(graphql_url, syms, start_d, end_d)
+            click.echo(f"ranged_backfill run {run_id}: {len(syms)} symbol(s) x {start_d}..{end_d}")
+            if wait:
+                status = wait_run(graphql_url, run_id)
+                click.echo(f"ranged_backfill run {run_id}: {status}")
+                if status != "SUCCESS":
+                    sys.exit(1)
+            return
         backfill_id = launch_backfill(graphql_url, syms, start_d, end_d)
         click.echo(f"backfill {backfill_id}: {len(syms)} symbol(s) x {start_d}..{end_d}")
         if wait:

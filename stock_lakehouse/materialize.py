@@ -27,6 +27,8 @@ from stock_lakehouse.recovery import RecoveredRun, process_tags, recover_dead_ru
 from stock_lakehouse.settings import PACKAGE_DIR, load_settings
 
 if TYPE_CHECKING:
+    import dagster as dg
+
     from stock_lakehouse.progress import RunProgress
 
 #: (table, step writing it) in the order a run writes them.
@@ -75,11 +77,14 @@ def run_materialize(
     overrides: dict[str, object],
     log_level: str = "WARNING",
     progress: RunProgress | None = None,
+    instance: dg.DagsterInstance | None = None,
 ) -> tuple[bool, Summary, str]:
     """Materialize all layers for symbols x weekdays in [start, end]; returns (ok, summary, error).
 
     ``error``'s first line is the cause (the failing step's root cause); the next lines name the step, the
-    run and its partitions. ``progress`` follows each run's events while it executes.
+    run and its partitions. ``progress`` follows each run's events while it executes. ``instance`` is the
+    one to record the runs in (default: the one at ``$DAGSTER_HOME``, created with the project's
+    ``dagster.yaml`` if missing).
 
     Raises:
         MaterializeError: dates outside the partitions, or no weekday in the range.
@@ -111,8 +116,9 @@ def run_materialize(
     problem = settings.lake.probe()
     if problem:
         raise MaterializeError(problem)
-    ensure_dagster_home()
-    instance = dg.DagsterInstance.get()
+    if instance is None:
+        ensure_dagster_home()
+        instance = dg.DagsterInstance.get()
     recovered = recover_dead_runs(instance)  # else a dead run's pool slot blocks this run forever
     sync_symbols(instance, symbols)
     job = lakehouse_job(build_definitions(settings))

@@ -11,6 +11,7 @@ from stock_lakehouse.assets import keys as asset_keys
 from stock_lakehouse.automation.alerts import AlertSink
 from stock_lakehouse.automation.clock import Clock
 from stock_lakehouse.automation.maintenance import build_maintenance
+from stock_lakehouse.automation.ranged_backfill import ranged_backfill_job
 from stock_lakehouse.automation.schedules import build_end_of_day_schedule, build_intraday_schedule
 from stock_lakehouse.automation.sensors import (
     build_anomaly_sensor,
@@ -132,7 +133,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=[maintenance_job],
+        jobs=[maintenance_job, ranged_backfill_job],
         schedules=[
             maintenance_schedule,
             build_intraday_schedule(LAKEHOUSE_JOB, symbols, auto.intraday_every_minutes, settings.calendar),

@@ -16,6 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "alphavantage"
 NVDA_SAMPLE = SAMPLE_DATA_DIR / "TIME_SERIES_INTRADAY_NVDA_1min_2024-03-01_to_2024-03-12.json"
 
+# Every Spark JVM the tests start (here, in CLI subprocesses, in daemon runs) reads these defaults.
+os.environ.setdefault("SPARK_CONF_DIR", str(Path(__file__).resolve().parent / "spark-conf"))
+
 for _category in (dg.BetaWarning, dg.PreviewWarning):
     warnings.filterwarnings("ignore", category=_category)
 
@@ -24,7 +27,9 @@ for _category in (dg.BetaWarning, dg.PreviewWarning):
 def spark():
     from stock_lakehouse.lakehouse.spark import SparkResource
 
-    return SparkResource(shuffle_partitions=2).get_session()
+    # This JVM lives as long as the test process and runs many in-process runs: it keeps C2 (the defaults
+    # in spark-conf/ are for the short-lived JVMs of subprocesses).
+    return SparkResource(shuffle_partitions=2, conf={"spark.driver.defaultJavaOptions": ""}).get_session()
 
 
 @pytest.fixture()

@@ -180,3 +180,28 @@ def test_anomaly_rules():
     keys = [a.key for a in find_anomalies(bi, price_change_pct=8, volume_multiple=2)]
     assert keys == ["anomaly:A:2024-03-05:price_change", "anomaly:A:2024-03-06:volume"]
     assert find_anomalies(bi, price_change_pct=10, volume_multiple=3) == []
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ({"symbols": ["AAA", "X') OR 1=1 --"], "start": "2024-03-04"}, '"X\') OR 1=1 --"'),
+        ({"symbols": ["../../etc"], "start": "2024-03-04"}, "'../../etc'"),
+        ({"symbols": ["AAA"], "start": "2024-03-04' OR '1'='1"}, "start \"2024-03-04' OR '1'='1\""),
+        ({"symbols": ["AAA"], "start": "2024-03-05", "end": "2024-03-04"}, "start 2024-03-05 is after end 2024-03-04"),
+    ],
+)
+def test_ranged_backfill_refuses_hostile_launchpad_config_before_touching_anything(defs, lake, config, named):
+    """The Launchpad's config is outside input: a bad symbol or date fails the run naming it, and no
+    partition is registered and no table written."""
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("ranged_backfill").execute_in_process(
+        instance=instance,
+        run_config={"ops": {"materialize_ranges": {"config": config}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.message
+    assert named in message.splitlines()[0], message
+    assert instance.get_dynamic_partitions("symbols") == [] and not lake.exists()

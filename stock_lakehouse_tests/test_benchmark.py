@@ -28,7 +28,12 @@ def test_small_benchmark_runs_and_agrees_with_the_bare_script(spark, tmp_path, m
         assert size["cli"]["layers"]["gold"]["rows"] == size["symbols"] * 2
         assert size["cli"]["checks_not_passed"] == []
         assert size["bare_s"] > 0 and size["ratio_cli_to_bare"] > 0
+        # The run's time split from its event log: one run, in this process's JVM, every table's Soda scan.
+        costs = size["cli"]["run_costs"]
+        assert costs["runs"] == 1 and costs["jvms_started"] == 0 and costs["events"] > 0
+        assert len(costs["per_run"][0]["soda_scan_s"]) == 5 and 0 < costs["soda_scan_s"] < costs["execution_s"]
     assert res["intraday_refresh"]["bars"] == 200 and res["intraday_refresh"]["runs"] == 1
     report = (tmp_path / "out" / "results.md").read_text()
     assert "| symbols | partitions | bars |" in report and "Intraday refresh" in report
+    assert "| CLI, 2 symbols | 1 | 0 |" in report
     assert (tmp_path / "out" / "results.json").is_file()

@@ -1,16 +1,21 @@
 """Operations against real processes: ``dagster dev`` (webserver + daemon), a GraphQL backfill, and
 the UI in headless Chromium. Screenshots go to ``docs/``."""
 
+import subprocess
+import sys
 import time
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from stock_lakehouse.backfill import launch_backfill, wait_backfill
+from stock_lakehouse.benchmarks.run_costs import run_cost, summarize
+from stock_lakehouse.lakehouse.lake import TABLES, step_name
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.materialize import run_materialize
-from stock_lakehouse.partitions import sync_symbols
+from stock_lakehouse.partitions import RANGE_END_TAG, RANGE_START_TAG, sync_symbols
 from stock_lakehouse.wiring import LAKEHOUSE_JOB
 from stock_lakehouse_tests.services import (
     REPO,
@@ -73,6 +78,12 @@ def test_backfill_launched_like_the_ui_runs_on_the_daemon(deployment):
     instance = dg.DagsterInstance.from_config(str(home))
     # The backfill's runs carry the job name the CLI's runs carry.
     assert {instance.get_run_by_id(r["runId"]).job_name for r in status["runs"]} == {LAKEHOUSE_JOB}
+    # Each of its runs paid a queue slot, a process with a definitions load and a JVM of its own.
+    costs = [run_cost(instance, r["runId"]) for r in status["runs"]]
+    for cost in costs:
+        assert cost.launch_s > 0 and cost.spark_start_s > 0 and cost.execution_s > cost.spark_start_s, cost
+        assert set(cost.steps_s) >= {step_name(t) for t in TABLES} and len(cost.soda_scan_s) == len(TABLES), cost
+    assert summarize(costs)["jvms_started"] == 2
     silver_keys = instance.get_materialized_partitions(dg.AssetKey(["silver", "stock_clean"]))
     assert len(silver_keys) == 6
     check = dg.AssetCheckKey(dg.AssetKey(["silver", "stock_clean"]), "silver_has_rows")
@@ -198,3 +209,43 @@ def test_ui_check_pages_agree_per_partition(deployment, spark, tmp_path, monkeyp
         driver.get(f"{url}/assets/silver/stock_clean")
         time.sleep(3)
         wait_for_text(driver, ["Columns", "dq_reason", "is_valid", "stock-lakehouse show silver"])
+
+
+def test_ranged_backfill_from_the_launchpad_is_one_process_and_one_jvm(deployment):
+    """The ``ranged_backfill`` job launched with the config its Launchpad sends: one process executes the
+    2 x 2 selection as one ranged asset-job run, where the asset backfill above took a run per symbol."""
+    url, home, lake = deployment
+    cli = str(Path(sys.executable).with_name("stock-lakehouse"))
+    args = [
+        "backfill",
+        "--url",
+        url,
+        "--ranged",
+        "--symbols",
+        "CCC,DDD",
+        "--start",
+        "2024-03-07",
+        "--end",
+        "2024-03-08",
+    ]
+    done = subprocess.run([cli, *args], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[-1].endswith(": SUCCESS"), done.stdout
+    run_id = done.stdout.split()[2].rstrip(":")
+    instance = dg.DagsterInstance.from_config(str(home))
+    ranged = [
+        r
+        for r in instance.get_runs(dg.RunsFilter(job_name=LAKEHOUSE_JOB))
+        if r.tags.get(RANGE_START_TAG) == "2024-03-07|CCC"
+    ]
+    assert len(ranged) == 1 and ranged[0].tags[RANGE_END_TAG] == "2024-03-08|DDD", ranged
+    assert ranged[0].status == dg.DagsterRunStatus.SUCCESS
+    gold = read_table(str(lake), "gold")
+    assert sorted((s, str(d)) for s, d in zip(gold.symbol, gold.trade_date, strict=True) if s in ("CCC", "DDD")) == [
+        (s, d) for s in ("CCC", "DDD") for d in ("2024-03-07", "2024-03-08")
+    ]
+    # Every partition is recorded as materialized, as after any backfill.
+    silver = instance.get_materialized_partitions(dg.AssetKey(["silver", "stock_clean"]))
+    assert {"2024-03-07|CCC", "2024-03-08|DDD"} <= {str(k) for k in silver}
+    costs = summarize([run_cost(instance, run_id), run_cost(instance, ranged[0].run_id)])
+    assert costs["jvms_started"] == 1 and costs["steps_s"][step_name("silver")] > 0, costs

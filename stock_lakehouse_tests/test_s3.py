@@ -75,11 +75,15 @@ def test_two_processes_writing_one_table_lose_no_commit(spark, minio, tmp_path, 
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())  # pools: one writer per table
     env = {k: v for k, v in os.environ.items() if not k.startswith("STOCK_LAKEHOUSE_") or k == "STOCK_LAKEHOUSE_CONFIG"}
     env |= minio | {"DAGSTER_HOME": str(home)}
-    # The table exists before parallel writers start (empty-path races raise ProtocolChangedException).
-    subprocess.run(
-        [sys.executable, "-c", WRITER, "AAA", "2024-02-29"], env=env, cwd=tmp_path, check=True, capture_output=True
+    # The tables exist before parallel writers start (empty-path races raise ProtocolChangedException);
+    # seeded in this process, whose Spark session is already up.
+    monkeypatch.setenv("STOCK_LAKEHOUSE_S3_ENDPOINT", minio["STOCK_LAKEHOUSE_S3_ENDPOINT"])
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    ok, _, error = run_materialize(
+        ["AAA"], date(2024, 2, 29), date(2024, 2, 29), {"source": "synthetic", "lake_root": "s3a://lake/concurrent"}
     )
-    days = ["2024-03-04", "2024-03-05"]  # two runs each, overlapping in time
+    assert ok, error
+    days = ["2024-03-04", "2024-03-05"]  # two runs per process, overlapping in time
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WRITER, sym, *days],

@@ -22,12 +22,15 @@ from pathlib import Path
 import pandas as pd
 
 from stock_lakehouse.benchmarks.baseline import run_bare
+from stock_lakehouse.benchmarks.run_costs import run_cost, summarize
 from stock_lakehouse.benchmarks.workload import compact_workload, month_workload, symbols
 from stock_lakehouse.lakehouse.lake import TABLES, step_name
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.market_calendar import trading_days
 
 LAYER_STEPS = {table: step_name(table) for table in TABLES}
+#: The UI's ways to backfill, each measured on ``dagster dev`` with the daemon (see ``_daemon_scenario``).
+UI_WAYS = {"backfill": "UI backfill (asset graph)", "ranged_job": "UI ranged_backfill job (Launchpad)"}
 
 
 def _jvm_peak_mb() -> float | None:
@@ -86,9 +89,13 @@ def _cli_scenario(n: int, start: date, end: date, replay: Path, lake: Path) -> d
             "rows_per_s": round(summary.rows.get(layer, 0) / secs) if secs else None,
         }
     failed = [name for name, c in summary.checks.items() if not c[0]]
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get()
     return {
         "wall_s": round(wall, 2),
         "runs": len(summary.runs),
+        "run_costs": summarize([run_cost(instance, run_id) for run_id in summary.runs]),
         "soda_s": round(soda, 2),
         "layers": per_layer,
         "checks": len(summary.checks),
@@ -133,12 +140,16 @@ def _per_partition_baseline(
     }
 
 
-def _daemon_backfill(n: int, start: date, end: date, replay: Path, lake: Path, home: Path) -> dict[str, object]:
-    """The UI's way: GraphQL launchPartitionBackfill on ``dagster dev``; the daemon runs it."""
+def _daemon_scenario(
+    how: str, n: int, start: date, end: date, replay: Path, lake: Path, home: Path
+) -> dict[str, object]:
+    """A UI way, on ``dagster dev`` with the daemon executing: ``how`` is "backfill" (the asset graph's
+    Materialize dialog: GraphQL launchPartitionBackfill) or "ranged_job" (the ``ranged_backfill`` job's
+    Launchpad: GraphQL launchRun)."""
     import dagster as dg
     import httpx
 
-    from stock_lakehouse.backfill import launch_backfill, wait_backfill
+    from stock_lakehouse.backfill import launch_backfill, launch_ranged_backfill, wait_backfill, wait_run
     from stock_lakehouse.partitions import sync_symbols
 
     home.mkdir(parents=True, exist_ok=True)
@@ -183,14 +194,20 @@ def _daemon_backfill(n: int, start: date, end: date, replay: Path, lake: Path, h
             except httpx.HTTPError:
                 time.sleep(0.5)
         t0 = time.perf_counter()
-        backfill_id = launch_backfill(f"{url}/graphql", symbols(n), start, end, title="benchmark")
-        status = wait_backfill(f"{url}/graphql", backfill_id, timeout=3600)
+        if how == "backfill":
+            backfill_id = launch_backfill(f"{url}/graphql", symbols(n), start, end, title="benchmark")
+            status = wait_backfill(f"{url}/graphql", backfill_id, timeout=3600)["status"]
+        else:
+            run_id = launch_ranged_backfill(f"{url}/graphql", symbols(n), start, end)
+            status = wait_run(f"{url}/graphql", run_id, timeout=3600)
         wall = time.perf_counter() - t0
+        instance = dg.DagsterInstance.from_config(str(home))
+        run_ids = [r.run_id for r in instance.get_runs()]  # this instance holds only this scenario's runs
         return {
             "wall_s": round(wall, 2),
-            "status": status["status"],
-            "runs": len(status["runs"]),
-            "partitions": status["numPartitions"],
+            "status": status,
+            "runs": len(run_ids),
+            "run_costs": summarize([run_cost(instance, run_id) for run_id in run_ids]),
         }
     finally:
         os.killpg(proc.pid, 15)
@@ -284,9 +301,15 @@ def run(
             work / f"replay_{min(sizes)}", work / "lake_pp", days[:per_partition], top * len(days), work / "home"
         )
     if daemon:
-        res["daemon_backfill"] = _daemon_backfill(
-            top, start, end, work / f"replay_{top}", work / "lake_daemon", work / "home_daemon"
-        )
+        gold_bare = read_table(str(work / f"lake_bare_{top}"), "gold").sort_values(["symbol", "trade_date"])
+        for how in UI_WAYS:
+            lake = work / f"lake_{how}"
+            res[how] = _daemon_scenario(how, top, start, end, work / f"replay_{top}", lake, work / f"home_{how}")
+            gold = read_table(str(lake), "gold").sort_values(["symbol", "trade_date"])
+            pd.testing.assert_frame_equal(
+                gold.reset_index(drop=True), gold_bare.reset_index(drop=True), check_exact=False, rtol=1e-12
+            )
+            res[how]["ratio_to_cli"] = round(res[how]["wall_s"] / res["sizes"][-1]["cli"]["wall_s"], 2)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=2))
     (out / "results.md").write_text(markdown(res))
@@ -329,13 +352,33 @@ def markdown(res: dict) -> str:
             f"- One run per partition (new process and JVM each): {pp['mean_s_per_partition']} s per partition, "
             f"{pp['extrapolated_w1_s']} s extrapolated to the largest size: {speedup:.0f}x slower than the CLI."
         )
-    if "daemon_backfill" in res:
-        d = res["daemon_backfill"]
-        lines.append(
-            f"- Daemon backfill launched through GraphQL (as the UI does): {d['wall_s']} s, {d['runs']} runs, status {d['status']}."
-        )
+    for how, name in UI_WAYS.items():
+        if how in res:
+            d = res[how]
+            lines.append(
+                f"- {name}, launched through GraphQL as the UI does, the daemon executing: {d['wall_s']} s "
+                f"({d['ratio_to_cli']}x the CLI), {d['runs']} runs, {d['run_costs']['jvms_started']} JVMs, "
+                f"status {d['status']}."
+            )
+    lines += ["", *cost_table(res), ""]
     lines.append(
         f"- Peak memory: Python {res['python_peak_rss_mb']} MB, JVM {res['jvm_peak_rss_mb'] and round(res['jvm_peak_rss_mb'])} MB; "
         f"Spark sessions started in the benchmark process: {res['spark_sessions_in_process']}."
     )
     return "\n".join(lines) + "\n"
+
+
+def cost_table(res: dict) -> list[str]:
+    """Where the runs' time went, per scenario (run-seconds summed over runs; see ``run_costs.py``)."""
+    scenarios = [(f"CLI, {s['symbols']} symbols", s["cli"]["run_costs"]) for s in res["sizes"]]
+    scenarios += [(name, res[how]["run_costs"]) for how, name in UI_WAYS.items() if how in res]
+    lines = [
+        "| runs of | runs | JVMs | queued s | process + definitions s | JVM start s | executing s | Soda scans s | events |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, c in scenarios:
+        lines.append(
+            f"| {name} | {c['runs']} | {c['jvms_started']} | {c['queued_s']} | {c['launch_s']} | {c['spark_start_s']} | "
+            f"{c['execution_s']} | {c['soda_scan_s']} | {c['events']:,} |"
+        )
+    return lines

@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ JAR_FILES = (
     "com.amazonaws_aws-java-sdk-bundle-1.12.262.jar",
     "org.wildfly.openssl_wildfly-openssl-1.0.7.Final.jar",
 )
+#: The run-log line a new session writes (``benchmarks/run_costs.py`` reads the seconds from it).
+SESSION_STARTED = "Spark session started in {seconds:.2f}s ({master})"
 #: The driver's log4j2 configuration: nothing on the terminal below fatal (see the file).
 LOG4J2_CONFIG = Path(__file__).resolve().with_name("log4j2.properties")
 _LOG4J2_OPT = f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}"
@@ -180,7 +183,13 @@ class SparkResource(dg.ConfigurableResource):
                 process_spark_dir().mkdir(parents=True, exist_ok=True)
                 # Python workers (pandas UDFs, e.g. gold/signals) run this interpreter, with its packages.
                 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+                started = time.perf_counter()
                 session = spark_session_from_config(self.spark_conf())
                 session.sparkContext.setLogLevel("FATAL")  # as log4j2.properties: errors reach Python
                 _sessions_started += 1
+                # Inside a step this lands in the run's log: each run pays it (JVM, jars), which is what
+                # makes many small runs cost more than one ranged run.
+                dg.get_dagster_logger().info(
+                    SESSION_STARTED.format(seconds=time.perf_counter() - started, master=self.master)
+                )
             return session
