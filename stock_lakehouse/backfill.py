@@ -100,18 +100,26 @@ def launch_backfill(graphql_url: str, symbols: Sequence[str], start: date, end: 
     return result["backfillId"]
 
 
-def wait_backfill(graphql_url: str, backfill_id: str, timeout: float = 1800.0, poll: float = 2.0) -> dict:
-    """Poll until the backfill ends; returns its status, partition count and runs."""
+def _poll(
+    graphql_url: str, query: str, what: str, variables: dict, typename: str, done: set[str], timeout: float, poll: float
+) -> dict:
+    """Ask ``query`` every ``poll`` seconds until its object's status is in ``done``; returns the object."""
     deadline = time.monotonic() + timeout
     while True:
-        data = _post(graphql_url, STATUS, {"id": backfill_id})["partitionBackfillOrError"]
-        if data["__typename"] != "PartitionBackfill":
-            raise BackfillError(f"backfill {backfill_id}: {data.get('message', data)}")
-        if data["status"] in DONE:
+        data = next(iter(_post(graphql_url, query, variables).values()))
+        if data["__typename"] != typename:
+            raise BackfillError(f"{what}: {data.get('message', data)}")
+        if data["status"] in done:
             return data
         if time.monotonic() > deadline:
-            raise BackfillError(f"backfill {backfill_id} still {data['status']} after {timeout:.0f}s")
+            raise BackfillError(f"{what} still {data['status']} after {timeout:.0f}s")
         time.sleep(poll)
+
+
+def wait_backfill(graphql_url: str, backfill_id: str, timeout: float = 1800.0, poll: float = 2.0) -> dict:
+    """Poll until the backfill ends; returns its status, partition count and runs."""
+    what = f"backfill {backfill_id}"
+    return _poll(graphql_url, STATUS, what, {"id": backfill_id}, "PartitionBackfill", DONE, timeout, poll)
 
 
 def launch_ranged_backfill(
@@ -137,13 +145,4 @@ def launch_ranged_backfill(
 
 def wait_run(graphql_url: str, run_id: str, timeout: float = 1800.0, poll: float = 2.0) -> str:
     """Poll until the run ends; returns its status (SUCCESS, FAILURE, CANCELED)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        data = _post(graphql_url, RUN_STATUS, {"id": run_id})["runOrError"]
-        if data["__typename"] != "Run":
-            raise BackfillError(f"run {run_id}: {data.get('message', data)}")
-        if data["status"] in RUN_DONE:
-            return data["status"]
-        if time.monotonic() > deadline:
-            raise BackfillError(f"run {run_id} still {data['status']} after {timeout:.0f}s")
-        time.sleep(poll)
+    return _poll(graphql_url, RUN_STATUS, f"run {run_id}", {"id": run_id}, "Run", RUN_DONE, timeout, poll)["status"]

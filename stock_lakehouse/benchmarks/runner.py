@@ -325,7 +325,7 @@ def markdown(res: dict) -> str:
         f"Machine: {m['cpus']} cores, {m['memory_gib']} GiB, Python {m['python']}. Workload: 1-minute extended-hours bars, "
         f"{w['days']} trading days {w['start']}..{w['end']}; JVM start {res['jvm_start_s']} s.",
         "",
-        "| symbols | partitions | bars | pipeline (CLI, with Soda) s | runs | Soda s | bare Spark s | ratio | bronze rows/s | silver rows/s |",
+        "| symbols | partitions | bars | pipeline (CLI, with Soda) s | runs | check steps s | bare Spark s | ratio | bronze rows/s | silver rows/s |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in res["sizes"]:
@@ -339,7 +339,7 @@ def markdown(res: dict) -> str:
     cli_total = largest["cli"]["wall_s"] + res["jvm_start_s"]
     lines.append(
         f"- Largest size as one CLI invocation (JVM start included): {cli_total:.1f} s; JVM start-up is "
-        f"{100 * res['jvm_start_s'] / cli_total:.0f} %, Soda scans {100 * largest['cli']['soda_s'] / cli_total:.0f} %."
+        f"{100 * res['jvm_start_s'] / cli_total:.0f} %, check steps {100 * largest['cli']['soda_s'] / cli_total:.0f} %."
     )
     ir = res["intraday_refresh"]
     lines.append(
