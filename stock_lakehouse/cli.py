@@ -344,6 +344,32 @@ def sync_symbols_cmd() -> None:
         click.echo(f"writer pools created: {', '.join(pools)}")
 
 
+@main.command("provision-store")
+def provision_store() -> None:
+    """Create the lake's bucket on MinIO and the application's user, allowed that bucket only.
+
+    Run with the store's root login in MINIO_ROOT_USER / MINIO_ROOT_PASSWORD and the application's keys
+    in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (the keys every other command then uses). The bucket
+    and endpoint are the configured lake's. Idempotent; the compose deployment runs it on every start.
+    """
+    from stock_lakehouse.lakehouse.object_store import split_s3
+    from stock_lakehouse.lakehouse.store_access import Keys, StoreAccessError, provision_bucket_user
+
+    lake = load_settings().lake
+    if not lake.on_s3:
+        raise click.ClickException(f"lake_root {lake.uri} is a local folder: there is no bucket to provision")
+    admin = Keys(os.environ.get("MINIO_ROOT_USER", ""), os.environ.get("MINIO_ROOT_PASSWORD", ""))
+    app = Keys(os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
+    try:
+        done = provision_bucket_user(lake.s3, split_s3(lake.uri)[0], admin, app)
+    except StoreAccessError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"bucket {done.bucket}: {'created' if done.bucket_created else 'exists'}; the application's user may "
+        f"use it and no other bucket (policy {done.policy})"
+    )
+
+
 @main.command()
 @click.option("--url", default="http://127.0.0.1:3000", show_default=True, help="Dagster webserver.")
 @click.option("--symbols", help="Comma-separated symbols (default: the configured ones).")

@@ -6,6 +6,7 @@ checked on MinIO."""
 
 import contextlib
 import os
+import secrets
 import subprocess
 import time
 from datetime import date
@@ -41,11 +42,19 @@ def test_compose_topology_runs_natively(minio, tmp_path):
             | {
                 "DAGSTER_HOME": str(home),
                 "STOCK_LAKEHOUSE_CONFIG": str(REPO / "config" / "stock_lakehouse.yaml"),
-                "STOCK_LAKEHOUSE_LAKE_ROOT": "s3a://lake/compose",
+                "STOCK_LAKEHOUSE_LAKE_ROOT": "s3a://compose-lake/lake",
                 "STOCK_LAKEHOUSE_SOURCE": "synthetic",
                 "STOCK_LAKEHOUSE_SYMBOLS": "CMP",
             }
         )
+        # As compose: the one-shot provision-store service alone gets MinIO's root login and gives the
+        # application's keys a user allowed this bucket only; every other process runs with those keys.
+        env |= {"AWS_ACCESS_KEY_ID": "compose-app", "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(24)}
+        root = {"MINIO_ROOT_USER": minio["AWS_ACCESS_KEY_ID"], "MINIO_ROOT_PASSWORD": minio["AWS_SECRET_ACCESS_KEY"]}
+        provisioned = subprocess.run(
+            [bin_path("stock-lakehouse"), "provision-store"], env=env | root, capture_output=True, text=True
+        )
+        assert provisioned.returncode == 0, provisioned.stderr[-2000:]
         logs = tmp_path / "logs"
         logs.mkdir()
         ws = str(tmp_path / "workspace.yaml")
@@ -80,7 +89,7 @@ def test_compose_topology_runs_natively(minio, tmp_path):
                 status,
                 (logs / "daemon.log").read_text()[-3000:],
             )
-            gold = read_table("s3a://lake/compose", "gold", s3=S3Location(minio["STOCK_LAKEHOUSE_S3_ENDPOINT"]))
+            gold = read_table("s3a://compose-lake/lake", "gold", s3=S3Location(minio["STOCK_LAKEHOUSE_S3_ENDPOINT"]))
             assert list(gold.trade_date.astype(str)) == ["2024-03-04", "2024-03-05"] and (gold.bar_count == 390).all()
             runs = dg.DagsterInstance.get().get_runs()
             assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS  # stored in Postgres

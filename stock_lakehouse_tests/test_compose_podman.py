@@ -86,7 +86,7 @@ def _psql(sql: str) -> list[str]:
 
 
 def _gold(env: dict):
-    keys = {"AWS_ACCESS_KEY_ID": env["MINIO_ROOT_USER"], "AWS_SECRET_ACCESS_KEY": env["MINIO_ROOT_PASSWORD"]}
+    keys = {"AWS_ACCESS_KEY_ID": env["LAKE_S3_ACCESS_KEY"], "AWS_SECRET_ACCESS_KEY": env["LAKE_S3_SECRET_KEY"]}
     with mock.patch.dict(os.environ, keys | {"AWS_REGION": "us-east-1"}):
         return read_table("s3a://lake/lake", "gold", s3=S3Location("http://127.0.0.1:9000"))
 
@@ -106,6 +106,8 @@ def test_compose_runs_with_podman(tmp_path):
         "MINIO_ROOT_USER": "lakeadmin",
         "MINIO_ROOT_PASSWORD": secrets.token_urlsafe(24),
         "LAKE_BUCKET": "lake",
+        "LAKE_S3_ACCESS_KEY": "stock-lakehouse",
+        "LAKE_S3_SECRET_KEY": secrets.token_urlsafe(24),
         "DAGSTER_POSTGRES_USER": "dagster",
         "DAGSTER_POSTGRES_PASSWORD": secrets.token_urlsafe(24),
         "DAGSTER_POSTGRES_DB": "dagster",

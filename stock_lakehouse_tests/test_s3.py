@@ -165,3 +165,110 @@ def test_standalone_cluster_run_on_minio_equals_local(spark, minio, tmp_path, da
         local = read_table(str(tmp_path / "local"), table)
         remote = read_table("s3a://lake/cluster", table, s3=s3(minio))
         pd.testing.assert_frame_equal(remote, local, check_exact=False, rtol=1e-12)
+
+
+def _client(env, access_key: str, secret_key: str):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=env["STOCK_LAKEHOUSE_S3_ENDPOINT"],
+        region_name="us-east-1",
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}),
+    )
+
+
+def _denied(call) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        call()
+    except ClientError as exc:
+        return exc.response["Error"]["Code"] in ("AccessDenied", "403")
+    return False
+
+
+def test_provision_store_gives_the_application_its_bucket_and_nothing_else(minio, clean_env, monkeypatch):
+    """``provision-store`` as compose's one-shot service runs it: root login in MINIO_ROOT_*, the
+    application's keys in AWS_*. The application's user then works in the lake's bucket only."""
+    import secrets
+
+    from click.testing import CliRunner
+
+    from stock_lakehouse.cli import main
+    from stock_lakehouse.lakehouse.lake import Lake
+    from stock_lakehouse.lakehouse.store_access import Keys, user_policies
+
+    root = Keys(minio["AWS_ACCESS_KEY_ID"], minio["AWS_SECRET_ACCESS_KEY"])
+    app = Keys("pipeline-app", secrets.token_urlsafe(24))
+    endpoint = minio["STOCK_LAKEHOUSE_S3_ENDPOINT"]
+    env = {
+        "STOCK_LAKEHOUSE_LAKE_ROOT": "s3a://scoped-lake/lake",
+        "STOCK_LAKEHOUSE_S3_ENDPOINT": endpoint,
+        "MINIO_ROOT_USER": root.access_key,
+        "MINIO_ROOT_PASSWORD": root.secret_key,
+        "AWS_ACCESS_KEY_ID": app.access_key,
+        "AWS_SECRET_ACCESS_KEY": app.secret_key,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    outputs = [CliRunner().invoke(main, ["provision-store"]) for _ in range(2)]
+    for out in outputs:
+        assert out.exit_code == 0, out.output
+        for secret in (root.secret_key, app.secret_key, root.access_key, app.access_key):
+            assert secret not in out.output
+    assert "bucket scoped-lake: created" in outputs[0].output
+    assert "bucket scoped-lake: exists" in outputs[1].output  # idempotent: the second start changes nothing
+    assert user_policies(S3Location(endpoint), root, app.access_key) == ["stock-lakehouse-scoped-lake"]
+
+    admin = _client(minio, root.access_key, root.secret_key)
+    admin.create_bucket(Bucket="not-the-lake")
+    admin.put_object(Bucket="not-the-lake", Key="private.txt", Body=b"root only")
+    user = _client(minio, app.access_key, app.secret_key)
+    user.put_object(Bucket="scoped-lake", Key="lake/x/part-0", Body=b"bars")
+    assert user.get_object(Bucket="scoped-lake", Key="lake/x/part-0")["Body"].read() == b"bars"
+    assert [o["Key"] for o in user.list_objects_v2(Bucket="scoped-lake")["Contents"]] == ["lake/x/part-0"]
+    user.delete_object(Bucket="scoped-lake", Key="lake/x/part-0")
+    assert Lake(root="s3a://scoped-lake/lake", s3_endpoint=endpoint).probe() is None  # the run's pre-flight
+    assert _denied(lambda: user.get_object(Bucket="not-the-lake", Key="private.txt"))
+    assert _denied(lambda: user.put_object(Bucket="not-the-lake", Key="planted.txt", Body=b"x"))
+    assert _denied(lambda: user.list_objects_v2(Bucket="not-the-lake"))
+    assert _denied(lambda: user.delete_bucket(Bucket="scoped-lake"))
+    assert _denied(lambda: user.create_bucket(Bucket="another-bucket"))
+    assert [b["Name"] for b in user.list_buckets()["Buckets"]] == ["scoped-lake"]
+
+
+@pytest.mark.parametrize(
+    ("lake_root", "app_key", "expected"),
+    [
+        ("s3a://lake*/x", "pipeline-app", "bucket 'lake*' is not a valid S3 bucket name"),
+        ("s3a://Lake/x", "pipeline-app", "bucket 'Lake' is not a valid S3 bucket name"),
+        ("s3a://lake/x", "root", "application access key is the admin login's"),
+        ("s3a://lake/x", 'a"}],"Resource":"*', "application access key: 3-128 characters"),
+    ],
+)
+def test_provision_store_refuses_hostile_names_before_touching_the_store(
+    minio, clean_env, monkeypatch, lake_root, app_key, expected
+):
+    from click.testing import CliRunner
+
+    from stock_lakehouse.cli import main
+
+    root_key = minio["AWS_ACCESS_KEY_ID"]
+    monkeypatch.setenv("STOCK_LAKEHOUSE_LAKE_ROOT", lake_root)
+    monkeypatch.setenv("STOCK_LAKEHOUSE_S3_ENDPOINT", minio["STOCK_LAKEHOUSE_S3_ENDPOINT"])
+    monkeypatch.setenv("MINIO_ROOT_USER", root_key)
+    monkeypatch.setenv("MINIO_ROOT_PASSWORD", minio["AWS_SECRET_ACCESS_KEY"])
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", root_key if app_key == "root" else app_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "app-secret-value-1")
+    admin = _client(minio, root_key, minio["AWS_SECRET_ACCESS_KEY"])
+    before = {b["Name"] for b in admin.list_buckets()["Buckets"]}
+    out = CliRunner().invoke(main, ["provision-store"])
+    assert out.exit_code != 0
+    first = out.output.strip().splitlines()[0]
+    assert expected in first, out.output
+    assert "app-secret-value-1" not in out.output and minio["AWS_SECRET_ACCESS_KEY"] not in out.output
+    assert {b["Name"] for b in admin.list_buckets()["Buckets"]} == before  # nothing created

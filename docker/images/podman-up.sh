@@ -6,7 +6,7 @@
 # container whose --requires chain holds an exited one fails ("generating dependency graph for container
 # ...: container ... depends on container ... not found in input list"). So each service is started with
 # --no-deps once its dependencies are healthy (`podman healthcheck run`, i.e. compose's own healthcheck
-# command) or have exited 0 (create-bucket). Usage: podman-up.sh [extra podman-compose args, e.g. -p NAME]
+# command) or have exited 0 (provision-store). Usage: podman-up.sh [extra podman-compose args, e.g. -p NAME]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 pc=(${PODMAN_COMPOSE:-podman-compose} --env-file "${COMPOSE_ENV_FILE:-docker/.env}" -f docker/docker-compose.yml -f docker/compose.podman.yml "$@")
@@ -31,10 +31,10 @@ wait_exit0() {
 
 up minio postgres
 wait_healthy minio
-up create-bucket
+up provision-store
 wait_healthy postgres
 up init
-wait_exit0 create-bucket
+wait_exit0 provision-store
 wait_exit0 init
 up code
 up webserver daemon
