@@ -416,7 +416,19 @@ def backfill(url, symbols, start, end, wait, ranged) -> None:
 @click.option("--end", default="2024-04-29", show_default=True, help="21 trading days by default (W1).")
 @click.option("--out", default="bench-results", show_default=True, type=click.Path(file_okay=False))
 @click.option(
-    "--daemon/--no-daemon", default=True, show_default=True, help="Also measure a daemon backfill via GraphQL."
+    "--daemon/--no-daemon", default=True, show_default=True, help="Also measure the UI's ways, the daemon executing."
+)
+@click.option(
+    "--ui-ways",
+    default="backfill,ranged_job",
+    show_default=True,
+    help="Which UI ways --daemon measures: backfill (asset graph), ranged_job (ranged_backfill Launchpad).",
+)
+@click.option(
+    "--postgres/--no-postgres",
+    default=False,
+    show_default=True,
+    help="Also run the CLI on the PostgreSQL instance of docker/dagster.yaml (DAGSTER_POSTGRES_* set).",
 )
 @click.option(
     "--per-partition", default=3, show_default=True, help="Partitions for the one-run-per-partition baseline (0: skip)."
@@ -424,18 +436,23 @@ def backfill(url, symbols, start, end, wait, ranged) -> None:
 @click.option(
     "--workdir", type=click.Path(file_okay=False), help="Keep workloads and lakes here (default: a temp dir)."
 )
-def bench(sizes, start, end, out, daemon, per_partition, workdir) -> None:
+def bench(sizes, start, end, out, daemon, ui_ways, postgres, per_partition, workdir) -> None:
     """Benchmark the full backfill against a bare Spark script; prints a markdown table."""
-    from stock_lakehouse.benchmarks.runner import markdown, run
+    from stock_lakehouse.benchmarks.runner import UI_WAYS, markdown, run
 
+    ways = [w.strip() for w in ui_ways.split(",") if w.strip()] if daemon else []
+    unknown = [w for w in ways if w not in UI_WAYS]
+    if unknown:
+        raise click.BadParameter(f"{unknown[0]!r} is not one of {', '.join(UI_WAYS)}", param_hint="--ui-ways")
     res = run(
         [int(s) for s in sizes.split(",")],
         _parse_date(start, "--start"),
         _parse_date(end, "--end"),
         Path(out),
-        daemon,
+        ways,
         per_partition,
         Path(workdir) if workdir else None,
+        postgres=postgres,
     )
     click.echo(markdown(res))
 

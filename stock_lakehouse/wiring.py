@@ -20,6 +20,7 @@ from stock_lakehouse.automation.sensors import (
     build_run_failure_sensor,
     build_symbol_sync_sensor,
 )
+from stock_lakehouse.event_storage import enable_event_batching
 from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.ingestion.landing import LandingZone
 from stock_lakehouse.ingestion.sources import AlphaVantageSource, BarSource, ReplaySource, SyntheticSource
@@ -113,6 +114,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     ``lakehouse_job``). Every run uses the in-process executor: all steps share one process and so one
     Spark session, instead of one JVM per step.
     """
+    # Every process that runs this pipeline builds these definitions first: from here on, a ranged
+    # step's partition events reach the event log storage as batches (see event_storage.py).
+    enable_event_batching()
     settings = settings or load_settings()
     partitions_def = bars_partitions(settings.partitions_start)
     assets = build_table_assets(partitions_def)

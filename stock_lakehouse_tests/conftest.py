@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from stock_lakehouse.event_storage import instance_yaml
 from stock_lakehouse.settings import SAMPLE_DATA_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ def spark():
 def dagster_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (home / "dagster.yaml").write_text(instance_yaml(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     return home
 

@@ -16,7 +16,7 @@ def test_small_benchmark_runs_and_agrees_with_the_bare_script(spark, tmp_path, m
         date(2024, 3, 4),
         date(2024, 3, 5),
         tmp_path / "out",
-        daemon=False,
+        ui_ways=(),
         per_partition=0,
         workdir=tmp_path / "w",
     )

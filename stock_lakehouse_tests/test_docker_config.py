@@ -17,7 +17,7 @@ def compose() -> dict:
 
 def test_compose_has_the_topology():
     services = compose()["services"]
-    assert {"minio", "postgres", "code", "webserver", "daemon", "create-bucket"} <= set(services)
+    assert {"minio", "postgres", "code", "webserver", "daemon", "provision-store"} <= set(services)
     assert services["code"]["command"][:3] == ["dagster", "api", "grpc"]
     assert "stock_lakehouse.definitions" in services["code"]["command"]
     assert services["webserver"]["command"][0] == "dagster-webserver"
@@ -63,7 +63,12 @@ def test_dockerfile_copies_existing_paths_and_fetches_jars():
         for path in src.split():
             assert (REPO / path).exists(), path
     assert "stock-lakehouse setup-jars" in text
-    assert "storage:\n  postgres:" in (DOCKER / "dagster.yaml").read_text()
+    instance = yaml.safe_load((DOCKER / "dagster.yaml").read_text())
+    assert {instance[k]["module"] for k in ("run_storage", "schedule_storage")} == {
+        "dagster_postgres.run_storage",
+        "dagster_postgres.schedule_storage",
+    }
+    assert instance["event_log_storage"]["class"] == "PostgresEventLogStorage"
 
 
 def test_secure_defaults_loopback_ports_required_secrets_non_root():
@@ -71,7 +76,13 @@ def test_secure_defaults_loopback_ports_required_secrets_non_root():
     published = [port for svc in services.values() for port in svc.get("ports", [])]
     assert published and all(p.startswith("${PUBLISH_ADDRESS:-127.0.0.1}:") for p in published), published
     text = (DOCKER / "docker-compose.yml").read_text()
-    for secret in ("MINIO_ROOT_PASSWORD", "DAGSTER_POSTGRES_PASSWORD", "MINIO_ROOT_USER"):
+    for secret in (
+        "MINIO_ROOT_PASSWORD",
+        "DAGSTER_POSTGRES_PASSWORD",
+        "MINIO_ROOT_USER",
+        "LAKE_S3_ACCESS_KEY",
+        "LAKE_S3_SECRET_KEY",
+    ):
         uses = re.findall(r"\$\{" + secret + r"([^}]*)\}", text)
         assert uses and all(u.startswith(":?") for u in uses), (secret, uses)  # compose refuses to start without
     example = dict(
@@ -80,6 +91,13 @@ def test_secure_defaults_loopback_ports_required_secrets_non_root():
         if "=" in line and not line.startswith("#")
     )
     assert example["MINIO_ROOT_PASSWORD"] == "" and example["DAGSTER_POSTGRES_PASSWORD"] == ""
+    assert example["LAKE_S3_SECRET_KEY"] == ""
+    # MinIO's root login reaches MinIO and the one-shot provisioning only; the pipeline has its own user.
+    holders = {name for name, svc in services.items() if "MINIO_ROOT_PASSWORD" in str(svc.get("environment"))}
+    assert holders == {"minio", "provision-store"}, holders
+    for name in ("code", "webserver", "daemon", "init"):
+        assert services[name]["environment"]["AWS_ACCESS_KEY_ID"].startswith("${LAKE_S3_ACCESS_KEY:?"), name
+    assert services["provision-store"]["command"] == ["stock-lakehouse", "provision-store"]
     dockerfile = (DOCKER / "Dockerfile").read_text()
     (user,) = re.findall(r"^USER (\S+)$", dockerfile, flags=re.M)
     assert user not in ("root", "0")

@@ -12,6 +12,7 @@ import pytest
 
 from stock_lakehouse.backfill import launch_backfill, wait_backfill
 from stock_lakehouse.benchmarks.run_costs import run_cost, summarize
+from stock_lakehouse.event_storage import instance_yaml
 from stock_lakehouse.lakehouse.lake import TABLES, step_name
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.materialize import run_materialize
@@ -50,9 +51,7 @@ def deployment(tmp_path_factory):
     root = tmp_path_factory.mktemp("ops")
     home, lake = root / "home", root / "lake"
     home.mkdir()
-    (home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 2\n"
-    )
+    (home / "dagster.yaml").write_text(instance_yaml(home, "concurrency:\n  runs:\n    max_concurrent_runs: 2\n"))
     sync_symbols(dg.DagsterInstance.from_config(str(home)), SYMBOLS)
     env = {
         "STOCK_LAKEHOUSE_CONFIG": str(REPO / "config" / "stock_lakehouse.yaml"),

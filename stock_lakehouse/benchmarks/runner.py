@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import pandas as pd
 from stock_lakehouse.benchmarks.baseline import run_bare
 from stock_lakehouse.benchmarks.run_costs import run_cost, summarize
 from stock_lakehouse.benchmarks.workload import compact_workload, month_workload, symbols
+from stock_lakehouse.event_storage import instance_yaml
 from stock_lakehouse.lakehouse.lake import TABLES, step_name
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.market_calendar import trading_days
@@ -69,12 +71,40 @@ def _machine() -> dict[str, object]:
     }
 
 
-def _cli_scenario(n: int, start: date, end: date, replay: Path, lake: Path) -> dict[str, object]:
+def _postgres_scenario(n: int, start: date, end: date, replay: Path, work: Path, sqlite: dict) -> dict[str, object]:
+    """The CLI at size ``n`` recording its run in PostgreSQL, configured as the compose deployment is."""
+    import dagster as dg
+
+    config = Path(__file__).resolve().parents[2] / "docker" / "dagster.yaml"
+    if not config.is_file():
+        raise RuntimeError(f"{config} not found: --postgres measures the compose instance of a clone")
+    home = work / "home_postgres"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(config.read_text())
+    lake = work / "lake_cli_postgres"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        cli = _cli_scenario(n, start, end, replay, lake, instance=instance)
+    gold = read_table(str(lake), "gold").sort_values(["symbol", "trade_date"]).reset_index(drop=True)
+    sqlite_gold = read_table(str(work / f"lake_cli_{n}"), "gold").sort_values(["symbol", "trade_date"])
+    pd.testing.assert_frame_equal(gold, sqlite_gold.reset_index(drop=True), check_exact=False, rtol=1e-12)
+    cli["ratio_to_sqlite_cli"] = round(cli["wall_s"] / sqlite["cli"]["wall_s"], 2)
+    cli["ratio_to_bare"] = round(cli["wall_s"] / sqlite["bare_s"], 2)
+    cli["event_batch_size"] = os.environ.get("DAGSTER_EVENT_BATCH_SIZE")
+    return cli
+
+
+def _cli_scenario(n: int, start: date, end: date, replay: Path, lake: Path, instance=None) -> dict[str, object]:
+    import dagster as dg
+
     from stock_lakehouse.materialize import run_materialize
 
     t0 = time.perf_counter()
     ok, summary, error = run_materialize(
-        symbols(n), start, end, {"source": "replay", "replay_dir": str(replay), "lake_root": str(lake)}
+        symbols(n),
+        start,
+        end,
+        {"source": "replay", "replay_dir": str(replay), "lake_root": str(lake)},
+        instance=instance,
     )
     wall = time.perf_counter() - t0
     if not ok:
@@ -89,9 +119,7 @@ def _cli_scenario(n: int, start: date, end: date, replay: Path, lake: Path) -> d
             "rows_per_s": round(summary.rows.get(layer, 0) / secs) if secs else None,
         }
     failed = [name for name, c in summary.checks.items() if not c[0]]
-    import dagster as dg
-
-    instance = dg.DagsterInstance.get()
+    instance = instance or dg.DagsterInstance.get()
     return {
         "wall_s": round(wall, 2),
         "runs": len(summary.runs),
@@ -153,9 +181,7 @@ def _daemon_scenario(
     from stock_lakehouse.partitions import sync_symbols
 
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 2\n"
-    )
+    (home / "dagster.yaml").write_text(instance_yaml(home, "concurrency:\n  runs:\n    max_concurrent_runs: 2\n"))
     sync_symbols(dg.DagsterInstance.from_config(str(home)), symbols(n))
     port = 43000 + os.getpid() % 1000
     env = {
@@ -219,19 +245,41 @@ def _daemon_scenario(
 
 
 def run(
-    sizes: list[int], start: date, end: date, out: Path, daemon: bool, per_partition: int, workdir: Path | None = None
+    sizes: list[int],
+    start: date,
+    end: date,
+    out: Path,
+    ui_ways: Sequence[str],
+    per_partition: int,
+    workdir: Path | None = None,
+    postgres: bool = False,
 ) -> dict:
-    """Run every scenario and write results.json and results.md under ``out``."""
+    """Run every scenario and write results.json and results.md under ``out``.
+
+    Args:
+        ui_ways: keys of ``UI_WAYS`` to measure on ``dagster dev``.
+        postgres: also run the CLI at the largest size on the PostgreSQL instance ``docker/dagster.yaml``
+            describes (the ``DAGSTER_POSTGRES_*`` environment names the server; its database should be new).
+    """
     from stock_lakehouse.lakehouse.spark import SparkResource, sessions_started
 
     work = Path(workdir or tempfile.mkdtemp(prefix="stock_lakehouse_bench_"))
+    # A kept workdir reuses the generated payloads of the same date range only; lakes and instances are
+    # measured new every time (a second write into an old lake is a different measurement).
+    for old in [*work.glob("lake_*"), *work.glob("home*")]:
+        shutil.rmtree(old, ignore_errors=True)
+    payloads = work / "payloads" / f"{start}_{end}"
+
+    def replay(n: int) -> Path:
+        return payloads.with_name(f"{payloads.name}_replay_{n}")
+
     os.environ["DAGSTER_HOME"] = str(work / "home")
     (work / "home").mkdir(parents=True, exist_ok=True)
-    (work / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (work / "home" / "dagster.yaml").write_text(instance_yaml(work / "home"))
     days = trading_days(start, end)
     top = max(sizes)
     t = time.perf_counter()
-    bars_top = month_workload(work / "payloads", top, start, end)
+    bars_top = month_workload(payloads, top, start, end)
     gen_s = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -251,9 +299,9 @@ def run(
         "sizes": [],
     }
     for n in sorted(sizes):
-        replay = _subset_folder(work / "payloads", work / f"replay_{n}", n)
-        cli = _cli_scenario(n, start, end, replay, work / f"lake_cli_{n}")
-        bare = run_bare(spark, replay, str(work / f"lake_bare_{n}"))
+        folder = _subset_folder(payloads, replay(n), n)
+        cli = _cli_scenario(n, start, end, folder, work / f"lake_cli_{n}")
+        bare = run_bare(spark, folder, str(work / f"lake_bare_{n}"))
         gold_cli = (
             read_table(str(work / f"lake_cli_{n}"), "gold").sort_values(["symbol", "trade_date"]).reset_index(drop=True)
         )
@@ -275,6 +323,8 @@ def run(
                 "ratio_cli_to_bare": round(cli["wall_s"] / bare["total"], 2),
             }
         )
+    if postgres:
+        res["postgres"] = _postgres_scenario(top, start, end, replay(top), work, res["sizes"][-1])
     compact = compact_workload(work / "compact", top, days[-1])
     t = time.perf_counter()
     from stock_lakehouse.materialize import run_materialize
@@ -298,13 +348,13 @@ def run(
     res["jvm_peak_rss_mb"] = _jvm_peak_mb()
     if per_partition:
         res["one_run_per_partition"] = _per_partition_baseline(
-            work / f"replay_{min(sizes)}", work / "lake_pp", days[:per_partition], top * len(days), work / "home"
+            replay(min(sizes)), work / "lake_pp", days[:per_partition], top * len(days), work / "home"
         )
-    if daemon:
+    if ui_ways:
         gold_bare = read_table(str(work / f"lake_bare_{top}"), "gold").sort_values(["symbol", "trade_date"])
-        for how in UI_WAYS:
+        for how in ui_ways:
             lake = work / f"lake_{how}"
-            res[how] = _daemon_scenario(how, top, start, end, work / f"replay_{top}", lake, work / f"home_{how}")
+            res[how] = _daemon_scenario(how, top, start, end, replay(top), lake, work / f"home_{how}")
             gold = read_table(str(lake), "gold").sort_values(["symbol", "trade_date"])
             pd.testing.assert_frame_equal(
                 gold.reset_index(drop=True), gold_bare.reset_index(drop=True), check_exact=False, rtol=1e-12
@@ -352,6 +402,13 @@ def markdown(res: dict) -> str:
             f"- One run per partition (new process and JVM each): {pp['mean_s_per_partition']} s per partition, "
             f"{pp['extrapolated_w1_s']} s extrapolated to the largest size: {speedup:.0f}x slower than the CLI."
         )
+    if "postgres" in res:
+        pg = res["postgres"]
+        lines.append(
+            f"- CLI recording its run in PostgreSQL (docker/dagster.yaml, DAGSTER_EVENT_BATCH_SIZE="
+            f"{pg['event_batch_size']}): {pg['wall_s']} s ({pg['ratio_to_sqlite_cli']}x the CLI on SQLite, "
+            f"{pg['ratio_to_bare']}x the bare script)."
+        )
     for how, name in UI_WAYS.items():
         if how in res:
             d = res[how]
@@ -372,6 +429,8 @@ def cost_table(res: dict) -> list[str]:
     """Where the runs' time went, per scenario (run-seconds summed over runs; see ``run_costs.py``)."""
     scenarios = [(f"CLI, {s['symbols']} symbols", s["cli"]["run_costs"]) for s in res["sizes"]]
     scenarios += [(name, res[how]["run_costs"]) for how, name in UI_WAYS.items() if how in res]
+    if "postgres" in res:
+        scenarios.append(("CLI on PostgreSQL", res["postgres"]["run_costs"]))
     lines = [
         "| runs of | runs | JVMs | queued s | process + definitions s | JVM start s | executing s | Soda scans s | events |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
