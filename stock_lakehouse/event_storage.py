@@ -31,6 +31,7 @@ from typing import Any
 from dagster import Field, StringSource
 from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage as DagsterSqliteEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 from dagster._core.storage.sqlalchemy_compat import db_result
@@ -94,7 +95,7 @@ class _NarrowCheckPlans:
                             check_name=planned.check_name,
                             partition=key,
                             run_id=event.run_id,
-                            execution_status="PLANNED",
+                            execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
                             evaluation_event=narrowed(key),
                             evaluation_event_timestamp=timestamp,
                             evaluation_event_storage_id=event_id,
