@@ -39,8 +39,7 @@ test-compose: setup
 	PODMAN_COMPOSE=$(PODMAN_COMPOSE) $(BIN)/pytest -ra -s -m compose stock_lakehouse_tests/test_compose_podman.py
 
 dev: setup
-	@mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/ 2>/dev/null || true
-	$(BIN)/stock-lakehouse sync-symbols
+	$(BIN)/stock-lakehouse sync-symbols   # creates $(DAGSTER_HOME) with the project's dagster.yaml if missing
 	$(BIN)/dagster dev -w workspace.yaml
 
 dashboard: $(VENV)/.installed

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,19 @@ def instance_yaml(home: Path, extra: str = "") -> str:
         f"event_log_storage:\n  module: {__name__}\n  class: {SqliteEventLogStorage.__name__}\n"
         f"  config:\n    base_dir: {events}\n" + extra
     )
+
+
+def pin_event_log_folder(project_yaml: str, home: Path) -> str:
+    """The project's ``dagster.yaml`` text for an instance in ``home``, its event log folder written out.
+
+    Why: Dagster gives a storage class only its own config, never the folder of the ``dagster.yaml`` it
+    came from, so without ``base_dir`` the folder is ``$DAGSTER_HOME``'s. A process opening this instance
+    with ``DagsterInstance.from_config(home)`` while ``DAGSTER_HOME`` names another (a test, a script)
+    would read another event log.
+    """
+    events = json.dumps(str(home.resolve() / "history" / "runs"))
+    pattern = rf"(class: {SqliteEventLogStorage.__name__}\n  config:) \{{\}}"
+    return re.sub(pattern, rf"\g<1>\n    base_dir: {events}", project_yaml, count=1)
 
 
 def enable_event_batching() -> None:

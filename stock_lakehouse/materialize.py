@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -39,16 +38,23 @@ class MaterializeError(ValueError):
     """The request cannot run as given (dates, symbols); the message says which and why."""
 
 
+def write_instance_config(home: Path) -> None:
+    """``home/dagster.yaml`` from the project's ``dagster.yaml`` (the working directory's, else the
+    repository's), with the event log folder written out (``event_storage.pin_event_log_folder``)."""
+    from stock_lakehouse.event_storage import pin_event_log_folder
+
+    for candidate in (Path("dagster.yaml"), PACKAGE_DIR.parent / "dagster.yaml"):
+        if candidate.is_file():
+            (home / "dagster.yaml").write_text(pin_event_log_folder(candidate.read_text(), home))
+            return
+
+
 def ensure_dagster_home() -> Path:
     """``$DAGSTER_HOME``, defaulting to ``./.dagster_home`` with the project's ``dagster.yaml``."""
     home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    cfg = home / "dagster.yaml"
-    if not cfg.exists():
-        for candidate in (Path("dagster.yaml"), PACKAGE_DIR.parent / "dagster.yaml"):
-            if candidate.is_file():
-                shutil.copyfile(candidate, cfg)
-                break
+    if not (home / "dagster.yaml").exists():
+        write_instance_config(home)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

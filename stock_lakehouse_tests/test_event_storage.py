@@ -13,6 +13,7 @@ from stock_lakehouse.event_storage import (
     SqliteEventLogStorage,
     instance_yaml,
 )
+from stock_lakehouse.materialize import write_instance_config
 from stock_lakehouse.partitions import RANGE_END_TAG, RANGE_START_TAG
 from stock_lakehouse_tests.conftest import REPO
 
@@ -202,6 +203,14 @@ def test_the_project_dagster_yaml_selects_this_storage(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     with dg.DagsterInstance.get() as instance:
         assert instance.event_log_storage._base_dir == str(tmp_path / "history" / "runs")
+    # A home the CLI or `make dev` creates names its own folder: opened from anywhere, it is the same log.
+    home = tmp_path / "cli_home"
+    home.mkdir()
+    write_instance_config(home)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.event_log_storage) is SqliteEventLogStorage
+        assert instance.event_log_storage._base_dir == str(home.resolve() / "history" / "runs")
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1  # the rest is the project's
 
 
 def test_an_instance_opened_from_another_home_reads_its_own_events(homes, tmp_path, monkeypatch):

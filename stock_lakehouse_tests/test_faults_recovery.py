@@ -8,7 +8,6 @@ and the next run waited for it forever; the killed JVM's 277 MB of temp files st
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import pytest
 
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.lakehouse.spark import process_spark_dir, remove_dead_spark_dirs, spark_tmp_root
+from stock_lakehouse.materialize import write_instance_config
 from stock_lakehouse.recovery import (
     HOST_TAG,
     PID_TAG,
@@ -58,7 +58,7 @@ def _env(tmp_path: Path, name: str) -> dict[str, str]:
         env["STOCK_LAKEHOUSE_IVY_DIR"] = os.environ["STOCK_LAKEHOUSE_IVY_DIR"]
     home = tmp_path / name / "home"
     home.mkdir(parents=True)
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    write_instance_config(home)
     (tmp_path / name / "tmp").mkdir()
     env.update(
         DAGSTER_HOME=str(home),
@@ -150,7 +150,7 @@ def _dead_pid() -> tuple[int, int]:
 def test_recovery_fails_only_dead_runs_of_this_host_and_frees_their_slots(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    write_instance_config(home)
     instance = dg.DagsterInstance.from_config(str(home))
     storage = instance.event_log_storage
     me = process_tags()
