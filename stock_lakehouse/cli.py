@@ -352,16 +352,15 @@ def provision_store() -> None:
     in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (the keys every other command then uses). The bucket
     and endpoint are the configured lake's. Idempotent; the compose deployment runs it on every start.
     """
-    from stock_lakehouse.lakehouse.object_store import split_s3
     from stock_lakehouse.lakehouse.store_access import Keys, StoreAccessError, provision_bucket_user
 
     lake = load_settings().lake
-    if not lake.on_s3:
+    if lake.bucket is None:
         raise click.ClickException(f"lake_root {lake.uri} is a local folder: there is no bucket to provision")
     admin = Keys(os.environ.get("MINIO_ROOT_USER", ""), os.environ.get("MINIO_ROOT_PASSWORD", ""))
     app = Keys(os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
     try:
-        done = provision_bucket_user(lake.s3, split_s3(lake.uri)[0], admin, app)
+        done = provision_bucket_user(lake.s3, lake.bucket, admin, app)
     except StoreAccessError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(

@@ -45,6 +45,12 @@ from dagster_shared.record import copy
 EVENT_BATCH_SIZE = 2000
 
 
+def event_log_dir(home: str | Path) -> Path:
+    """Where the SQLite event log of the instance in ``home`` lives: Dagster's own layout, so an instance
+    keeps its history whichever class reads it."""
+    return Path(home) / "history" / "runs"
+
+
 def instance_yaml(home: Path, extra: str = "") -> str:
     """A ``dagster.yaml`` for an instance in ``home`` using these storages (the project's ``dagster.yaml``
     selects the same class; a test keeps them equal), telemetry off, plus ``extra`` YAML lines.
@@ -52,7 +58,7 @@ def instance_yaml(home: Path, extra: str = "") -> str:
     The event log folder is written out: such an instance may be opened with ``DAGSTER_HOME`` pointing
     elsewhere (``DagsterInstance.from_config``), where the default (``$DAGSTER_HOME``) would be wrong.
     """
-    events = json.dumps(str(home.resolve() / "history" / "runs"))
+    events = json.dumps(str(event_log_dir(home.resolve())))
     return (
         "telemetry:\n  enabled: false\n"
         f"event_log_storage:\n  module: {__name__}\n  class: {SqliteEventLogStorage.__name__}\n"
@@ -68,7 +74,7 @@ def pin_event_log_folder(project_yaml: str, home: Path) -> str:
     with ``DagsterInstance.from_config(home)`` while ``DAGSTER_HOME`` names another (a test, a script)
     would read another event log.
     """
-    events = json.dumps(str(home.resolve() / "history" / "runs"))
+    events = json.dumps(str(event_log_dir(home.resolve())))
     pattern = rf"(class: {SqliteEventLogStorage.__name__}\n  config:) \{{\}}"
     return re.sub(pattern, rf"\g<1>\n    base_dir: {events}", project_yaml, count=1)
 
@@ -148,6 +154,12 @@ class _OwnBatches:
     def _store_stretch(self, events: Sequence[EventLogEntry]) -> None:
         raise NotImplementedError
 
+    def _index_asset_events(self, conn: Any, events: Sequence[EventLogEntry], event_ids: Sequence[int]) -> None:
+        """What ``store_event`` records in the index for each asset event (tags, the asset's entry)."""
+        for event, event_id in zip(events, event_ids, strict=True):
+            self._store_asset_event_tags(conn, [event], [event_id])  # type: ignore[attr-defined]
+            self._store_asset_event(conn, event, event_id)  # type: ignore[attr-defined]
+
 
 class SqliteEventLogStorage(_OwnBatches, _NarrowCheckPlans, DagsterSqliteEventLogStorage):
     """Dagster's SQLite event log storage, with batch writes and narrowed check plans."""
@@ -180,7 +192,7 @@ class SqliteEventLogStorage(_OwnBatches, _NarrowCheckPlans, DagsterSqliteEventLo
                     "event_log_storage stock_lakehouse.event_storage.SqliteEventLogStorage: set config.base_dir "
                     "or DAGSTER_HOME (the instance folder whose history/runs holds the event log)"
                 )
-            base_dir = os.path.join(home, "history", "runs")
+            base_dir = str(event_log_dir(home))
         return cls(base_dir=base_dir, inst_data=inst_data)
 
     def _store_stretch(self, events: Sequence[EventLogEntry]) -> None:
@@ -194,11 +206,11 @@ class SqliteEventLogStorage(_OwnBatches, _NarrowCheckPlans, DagsterSqliteEventLo
                     conn.execute(statement)
             # Every batched type is an asset event, mirrored in the index as store_event does.
             with self.index_transaction() as conn:
-                for event, statement in zip(run_events, statements, strict=True):
+                ids = []
+                for statement in statements:
                     with db_result(conn, statement) as result:
-                        event_id = result.inserted_primary_key[0]
-                    self._store_asset_event_tags(conn, [event], [event_id])
-                    self._store_asset_event(conn, event, event_id)
+                        ids.append(result.inserted_primary_key[0])
+                self._index_asset_events(conn, run_events, ids)
 
 
 class PostgresEventLogStorage(_OwnBatches, _NarrowCheckPlans, DagsterPostgresEventLogStorage):
@@ -215,9 +227,7 @@ class PostgresEventLogStorage(_OwnBatches, _NarrowCheckPlans, DagsterPostgresEve
                 for e in events
             ]
         with self.index_transaction() as conn:
-            for event, event_id in zip(events, ids, strict=True):
-                self._store_asset_event_tags(conn, [event], [event_id])
-                self._store_asset_event(conn, event, event_id)
+            self._index_asset_events(conn, events, ids)
 
     @classmethod
     def from_config_value(  # type: ignore[override]

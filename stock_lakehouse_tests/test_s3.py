@@ -168,17 +168,7 @@ def test_standalone_cluster_run_on_minio_equals_local(spark, minio, tmp_path, da
 
 
 def _client(env, access_key: str, secret_key: str):
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=env["STOCK_LAKEHOUSE_S3_ENDPOINT"],
-        region_name="us-east-1",
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}),
-    )
+    return s3(env).boto3_client(attempts=1, keys=(access_key, secret_key))
 
 
 def _denied(call) -> bool:

@@ -29,6 +29,7 @@ from stock_lakehouse.event_storage import instance_yaml
 from stock_lakehouse.lakehouse.lake import TABLES, step_name
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.market_calendar import trading_days
+from stock_lakehouse.settings import PACKAGE_DIR
 
 LAYER_STEPS = {table: step_name(table) for table in TABLES}
 #: The UI's ways to backfill, each measured on ``dagster dev`` with the daemon (see ``_daemon_scenario``).
@@ -71,11 +72,20 @@ def _machine() -> dict[str, object]:
     }
 
 
+def _assert_same_gold(lake: Path, reference_lake: Path) -> None:
+    """Gold of ``lake`` equals gold of ``reference_lake`` (row order aside)."""
+    gold, reference = (
+        read_table(str(x), "gold").sort_values(["symbol", "trade_date"]).reset_index(drop=True)
+        for x in (lake, reference_lake)
+    )
+    pd.testing.assert_frame_equal(gold, reference, check_exact=False, rtol=1e-12)
+
+
 def _postgres_scenario(n: int, start: date, end: date, replay: Path, work: Path, sqlite: dict) -> dict[str, object]:
     """The CLI at size ``n`` recording its run in PostgreSQL, configured as the compose deployment is."""
     import dagster as dg
 
-    config = Path(__file__).resolve().parents[2] / "docker" / "dagster.yaml"
+    config = PACKAGE_DIR.parent / "docker" / "dagster.yaml"
     if not config.is_file():
         raise RuntimeError(f"{config} not found: --postgres measures the compose instance of a clone")
     home = work / "home_postgres"
@@ -84,9 +94,7 @@ def _postgres_scenario(n: int, start: date, end: date, replay: Path, work: Path,
     lake = work / "lake_cli_postgres"
     with dg.DagsterInstance.from_config(str(home)) as instance:
         cli = _cli_scenario(n, start, end, replay, lake, instance=instance)
-    gold = read_table(str(lake), "gold").sort_values(["symbol", "trade_date"]).reset_index(drop=True)
-    sqlite_gold = read_table(str(work / f"lake_cli_{n}"), "gold").sort_values(["symbol", "trade_date"])
-    pd.testing.assert_frame_equal(gold, sqlite_gold.reset_index(drop=True), check_exact=False, rtol=1e-12)
+    _assert_same_gold(lake, work / f"lake_cli_{n}")
     cli["ratio_to_sqlite_cli"] = round(cli["wall_s"] / sqlite["cli"]["wall_s"], 2)
     cli["ratio_to_bare"] = round(cli["wall_s"] / sqlite["bare_s"], 2)
     cli["event_batch_size"] = os.environ.get("DAGSTER_EVENT_BATCH_SIZE")
@@ -192,7 +200,7 @@ def _daemon_scenario(
         "STOCK_LAKEHOUSE_LAKE_ROOT": str(lake),
         "STOCK_LAKEHOUSE_SYMBOLS": ",".join(symbols(n)),
     }
-    repo = Path(__file__).resolve().parents[2]
+    repo = PACKAGE_DIR.parent
     log = open(home / "dagster_dev.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [
@@ -271,7 +279,8 @@ def run(
     payloads = work / "payloads" / f"{start}_{end}"
 
     def replay(n: int) -> Path:
-        return payloads.with_name(f"{payloads.name}_replay_{n}")
+        """The payloads of the first ``n`` symbols (a folder of links, made once)."""
+        return _subset_folder(payloads, payloads.with_name(f"{payloads.name}_replay_{n}"), n)
 
     os.environ["DAGSTER_HOME"] = str(work / "home")
     (work / "home").mkdir(parents=True, exist_ok=True)
@@ -289,7 +298,7 @@ def run(
     # contender, not only for those measured after the first (measured: the first run's bronze step took
     # 63 s, the same step 29 s in a later run of the same invocation). The report gives its time.
     t = time.perf_counter()
-    _cli_scenario(1, start, end, _subset_folder(payloads, replay(1), 1), work / "lake_warmup")
+    _cli_scenario(1, start, end, replay(1), work / "lake_warmup")
     warmup_s = time.perf_counter() - t
     res: dict[str, object] = {
         "machine": _machine(),
@@ -306,18 +315,10 @@ def run(
         "sizes": [],
     }
     for n in sorted(sizes):
-        folder = _subset_folder(payloads, replay(n), n)
+        folder = replay(n)
         cli = _cli_scenario(n, start, end, folder, work / f"lake_cli_{n}")
         bare = run_bare(spark, folder, str(work / f"lake_bare_{n}"))
-        gold_cli = (
-            read_table(str(work / f"lake_cli_{n}"), "gold").sort_values(["symbol", "trade_date"]).reset_index(drop=True)
-        )
-        gold_bare = (
-            read_table(str(work / f"lake_bare_{n}"), "gold")
-            .sort_values(["symbol", "trade_date"])
-            .reset_index(drop=True)
-        )
-        pd.testing.assert_frame_equal(gold_cli, gold_bare, check_exact=False, rtol=1e-12)
+        _assert_same_gold(work / f"lake_cli_{n}", work / f"lake_bare_{n}")
         bars = cli["layers"]["bronze"]["rows"]
         res["sizes"].append(
             {
@@ -358,14 +359,10 @@ def run(
             replay(min(sizes)), work / "lake_pp", days[:per_partition], top * len(days), work / "home"
         )
     if ui_ways:
-        gold_bare = read_table(str(work / f"lake_bare_{top}"), "gold").sort_values(["symbol", "trade_date"])
         for how in ui_ways:
             lake = work / f"lake_{how}"
             res[how] = _daemon_scenario(how, top, start, end, replay(top), lake, work / f"home_{how}")
-            gold = read_table(str(lake), "gold").sort_values(["symbol", "trade_date"])
-            pd.testing.assert_frame_equal(
-                gold.reset_index(drop=True), gold_bare.reset_index(drop=True), check_exact=False, rtol=1e-12
-            )
+            _assert_same_gold(lake, work / f"lake_bare_{top}")
             res[how]["ratio_to_cli"] = round(res[how]["wall_s"] / res["sizes"][-1]["cli"]["wall_s"], 2)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=2))

@@ -98,6 +98,11 @@ class Lake(dg.ConfigurableResource):
         return is_s3(self.uri)
 
     @property
+    def bucket(self) -> str | None:
+        """The bucket of an ``s3a://`` root (None for a local folder)."""
+        return split_s3(self.uri)[0] if self.on_s3 else None
+
+    @property
     def s3(self) -> S3Location:
         return S3Location(self.s3_endpoint, self.s3_region, self.s3_path_style)
 
@@ -111,7 +116,7 @@ class Lake(dg.ConfigurableResource):
 
     def probe(self) -> str | None:
         """Why the lake's bucket cannot be used now, or None (always None for a local folder)."""
-        return self.s3.probe(split_s3(self.uri)[0]) if self.on_s3 else None
+        return self.s3.probe(self.bucket) if self.bucket is not None else None
 
     def configure_spark(self, session: SparkSession) -> SparkSession:
         """Point ``session``'s S3A file system at this lake's store.

@@ -36,17 +36,29 @@ class S3Location:
         return self.endpoint or f"https://s3.{self.region}.amazonaws.com"
 
     def boto3_client(
-        self, connect_timeout: float = 5.0, read_timeout: float = 60.0, attempts: int = 3, signed: bool = True
+        self,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        attempts: int = 3,
+        signed: bool = True,
+        keys: tuple[str, str] | None = None,
     ):
-        """An S3 client with bounded waits: an unreachable store fails in seconds, not minutes."""
+        """An S3 client with bounded waits: an unreachable store fails in seconds, not minutes.
+
+        Args:
+            keys: (access key, secret key) to sign with; default: the environment's, as everywhere else.
+        """
         import boto3
         from botocore import UNSIGNED
         from botocore.config import Config
 
+        access_key, secret_key = keys or (None, None)
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             region_name=self.region,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
             config=Config(
                 signature_version="s3v4" if signed else UNSIGNED,
                 s3={"addressing_style": "path" if self.path_style else "auto"},

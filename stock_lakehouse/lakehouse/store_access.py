@@ -132,17 +132,7 @@ def provision_bucket_user(s3: S3Location, bucket: str, admin: Keys, app: Keys) -
         raise StoreAccessError("application access key is the admin login's: give the application its own keys")
     if not s3.endpoint:
         raise StoreAccessError("s3 endpoint: a MinIO endpoint is needed to create users (AWS: use IAM instead)")
-    import boto3
-    from botocore.config import Config
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3.endpoint,
-        region_name=s3.region,
-        aws_access_key_id=admin.access_key,
-        aws_secret_access_key=admin.secret_key,
-        config=Config(s3={"addressing_style": "path" if s3.path_style else "auto"}, connect_timeout=5),
-    )
+    client = s3.boto3_client(keys=(admin.access_key, admin.secret_key))
     existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     created = bucket not in existing
     if created:
