@@ -1,20 +1,36 @@
 """Typed settings, read from a YAML file and overridden by environment variables.
 
 Lookup order for the file: ``$STOCK_LAKEHOUSE_CONFIG``, then ``./config/stock_lakehouse.yaml``, then the
-built-in defaults (bundled NVDA sample, local ``./lake`` folder). Each environment variable named in
-``ENV_OVERRIDES`` replaces one setting, so CI, the CLI and the UI can change a run without editing files.
-Secrets are never read from here into logs: only their environment variable *names* travel in config.
+built-in defaults (bundled NVDA sample, local ``./lake`` folder). Every setting can be replaced from the
+environment (pydantic-settings), so CI, the CLI and the UI can change a run without editing files:
+``STOCK_LAKEHOUSE_`` + the setting's name, a block's setting after its block name
+(``STOCK_LAKEHOUSE_S3_ENDPOINT`` is ``s3.endpoint``, ``STOCK_LAKEHOUSE_QUALITY_MAX_INVALID_SHARE`` is
+``quality.max_invalid_share``), lists comma-separated, deeper blocks as JSON
+(``STOCK_LAKEHOUSE_ALPHAVANTAGE_BUDGET='{"per_day": 500}'``). That is why no top-level setting is named
+like a block plus ``_``: ``quality_dir`` would have read as ``quality.dir``, so the rules folder *is*
+``quality.dir``. Secrets are never read from here into logs: only their environment variable *names*
+travel in config.
 """
 
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings import SettingsError as SourceError
 
+from stock_lakehouse.lakehouse.object_store import S3Location
 from stock_lakehouse.symbols import validate_symbols
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -22,21 +38,7 @@ SAMPLE_DATA_DIR = PACKAGE_DIR / "sample_data"
 DEFAULT_CONFIG_FILE = Path("config") / "stock_lakehouse.yaml"
 INTERVALS = ("1min", "5min", "15min", "30min", "60min")
 
-#: Environment variable -> dotted setting path.
-ENV_OVERRIDES: dict[str, str] = {
-    "STOCK_LAKEHOUSE_SYMBOLS": "symbols",
-    "STOCK_LAKEHOUSE_INTERVAL": "interval",
-    "STOCK_LAKEHOUSE_SOURCE": "source",
-    "STOCK_LAKEHOUSE_REPLAY_DIR": "replay_dir",
-    "STOCK_LAKEHOUSE_LAKE_ROOT": "lake_root",
-    "STOCK_LAKEHOUSE_PARTITIONS_START": "partitions_start",
-    "STOCK_LAKEHOUSE_SPARK_MASTER": "spark.master",
-    "STOCK_LAKEHOUSE_QUALITY_DIR": "quality_dir",
-    "STOCK_LAKEHOUSE_MAX_INVALID_SHARE": "quality.max_invalid_share",
-    "STOCK_LAKEHOUSE_ALPHAVANTAGE_BASE_URL": "alphavantage.base_url",
-    "STOCK_LAKEHOUSE_S3_ENDPOINT": "s3.endpoint",
-    "STOCK_LAKEHOUSE_S3_REGION": "s3.region",
-}
+ENV_PREFIX = "STOCK_LAKEHOUSE_"
 API_KEY_ENV = "ALPHAVANTAGE_API_KEY"
 
 
@@ -100,23 +102,13 @@ class AlphaVantageSettings(BaseModel):
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
 
 
-class S3Settings(BaseModel):
-    """An S3-compatible object store for ``s3a://`` lake roots (AWS S3, MinIO, Ceph RGW, SeaweedFS, ...).
-
-    Keys are never settings: they come from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` in the
-    environment (read by Spark's S3A, boto3 and delta-rs alike)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    endpoint: str | None = None
-    region: str = "us-east-1"
-    path_style: bool = True
-
-
 class QualitySettings(BaseModel):
-    """Row-quality gates (``quality/gates.py``)."""
+    """SodaCL rules and row-quality gates (``quality/``)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    #: folder of SodaCL files (bronze.yml, silver.yml, gold.yml, bi.yml)
+    dir: str = str(PACKAGE_DIR / "quality")
 
     #: share of a (symbol, trade_date) partition's bars that may fail silver's ``gate: partition`` rules;
     #: above it the partition is withheld from gold and BI (its previous rows stay)
@@ -136,18 +128,49 @@ class AutomationSettings(BaseModel):
     #: environment variable holding the alert webhook URL (URLs often embed a token)
     alert_webhook_env: str = "STOCK_LAKEHOUSE_ALERT_WEBHOOK"
     alert_webhook_format: Literal["slack", "ntfy"] = "slack"
+    #: evaluate the sensors as of this instant (ISO 8601, UTC if no offset) instead of the wall
+    #: clock: for replays of recorded sessions and for checking a deployment's sensors outside market hours
+    clock_utc: str | None = None
+
+    @field_validator("clock_utc")
+    @classmethod
+    def _instant(cls, value: str | None) -> str | None:
+        from datetime import datetime
+
+        if value:
+            datetime.fromisoformat(value)
+        return value or None
 
 
-class Settings(BaseModel):
+_file_values: ContextVar[dict[str, Any] | None] = ContextVar("stock_lakehouse_file_values", default=None)
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The config file's values, below the environment (``load_settings`` reads and names the file)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        raise NotImplementedError  # __call__ returns the whole mapping
+
+    def __call__(self) -> dict[str, Any]:
+        return _file_values.get() or {}
+
+
+class Settings(BaseSettings):
     """Everything a deployment can change without touching code."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        case_sensitive=False,
+    )
 
-    symbols: list[str] = Field(default_factory=lambda: ["NVDA"])
+    symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["NVDA"])
     #: currency pairs as BASE/QUOTE (FX_INTRADAY); partition symbol BASEQUOTE
-    fx_pairs: list[str] = Field(default_factory=list)
+    fx_pairs: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: coins as COIN/MARKET (CRYPTO_INTRADAY); partition symbol COINMARKET
-    crypto: list[str] = Field(default_factory=list)
+    crypto: Annotated[list[str], NoDecode] = Field(default_factory=list)
     interval: Literal["1min", "5min", "15min", "30min", "60min"] = "1min"
     source: Literal["replay", "synthetic", "alphavantage"] = "replay"
     #: let a source that yields no bars for a partition erase its rows (off: they are kept, with a warning)
@@ -156,19 +179,31 @@ class Settings(BaseModel):
     lake_root: str = "lake"
     partitions_start: str = "2024-01-01"
     calendar: str = "XNYS"
-    quality_dir: str = str(PACKAGE_DIR / "quality")
     quality: QualitySettings = Field(default_factory=QualitySettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
     alphavantage: AlphaVantageSettings = Field(default_factory=AlphaVantageSettings)
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
-    s3: S3Settings = Field(default_factory=S3Settings)
+    s3: S3Location = Field(default_factory=S3Location)
 
-    @field_validator("symbols", mode="before")
     @classmethod
-    def _split_symbols(cls, value: Any) -> Any:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Highest first: the CLI's options, the environment, the config file. No .env or secrets folder:
+        # keys come from the environment only.
+        return init_settings, env_settings, _FileSource(settings_cls)
+
+    @field_validator("symbols", "fx_pairs", "crypto", mode="before")
+    @classmethod
+    def _split_lists(cls, value: Any) -> Any:
         if isinstance(value, str):
-            value = [s for s in value.split(",")]
+            value = value.split(",")
         return value
 
     @field_validator("symbols")
@@ -212,16 +247,16 @@ class Settings(BaseModel):
         location and store are turned into code; a relative ``lake_root`` is resolved now)."""
         from stock_lakehouse.lakehouse.lake import Lake
 
-        return Lake(
-            root=Lake.resolve_root(self.lake_root),
-            s3_endpoint=self.s3.endpoint,
-            s3_region=self.s3.region,
-            s3_path_style=self.s3.path_style,
-        )
+        return Lake(root=Lake.resolve_root(self.lake_root), s3=self.s3)
 
     @property
     def replay_path(self) -> Path:
         return Path(self.replay_dir).expanduser().resolve()
+
+
+def environment_settings() -> dict[str, Any]:
+    """The settings the environment sets now, as a nested mapping (empty when none)."""
+    return EnvSettingsSource(Settings)()
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -266,20 +301,26 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
             raise SettingsError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
         data = loaded
         # Relative folders in a config file are relative to the working directory, like the CLI's options.
-    for env_name, dotted in ENV_OVERRIDES.items():
-        if os.environ.get(env_name):
-            _set_dotted(data, dotted, os.environ[env_name])
-            origin += f" + ${env_name}"
+    cli: dict[str, Any] = {}
     for dotted, value in (overrides or {}).items():
         if value is not None:
-            _set_dotted(data, dotted, value)
+            _set_dotted(cli, dotted, value)
     try:
-        settings = Settings.model_validate(data)
+        from_env = sorted(environment_settings())
+    except SourceError as exc:  # a block given as JSON that is not JSON
+        raise SettingsError(f"invalid settings (environment, ${ENV_PREFIX}*): {exc}") from None
+    if from_env:
+        origin += f" + environment ({', '.join(from_env)})"
+    token = _file_values.set(data)
+    try:
+        settings = Settings(**cli)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
         )
         raise SettingsError(f"invalid settings ({origin}): {problems}") from None
+    finally:
+        _file_values.reset(token)
     key = settings.alphavantage.api_key
     if key is not None and not os.environ.get(API_KEY_ENV):
         os.environ[API_KEY_ENV] = key.get_secret_value()

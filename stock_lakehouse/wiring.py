@@ -93,7 +93,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
     webhook = dg.EnvVar(auto.alert_webhook_env) if os.environ.get(auto.alert_webhook_env) else ""
     return {
         "alerts": AlertSink(webhook_url=webhook, webhook_format=auto.alert_webhook_format),
-        "clock": Clock(),
+        "clock": Clock(fixed_utc=settings.automation.clock_utc),
         "spark": spark,
         "lake": lake,
         "io_manager": DeltaIOManager(lake=lake, spark=spark),
@@ -101,7 +101,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "landing": landing,
         "ingestion": ingestion,
         "quality": QualityGate(
-            rules_file=str(Path(settings.quality_dir) / "silver.yml"),
+            rules_file=str(Path(settings.quality.dir) / "silver.yml"),
             max_invalid_share=settings.quality.max_invalid_share,
         ),
     }
@@ -129,7 +129,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             "bi": asset_keys.BI,
             "signals": asset_keys.SIGNALS,
         },
-        Path(settings.quality_dir),
+        Path(settings.quality.dir),
     )
     auto = settings.automation
     symbols = settings.all_symbols

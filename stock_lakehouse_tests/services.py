@@ -79,6 +79,32 @@ def graphql(url: str, query: str, variables: dict | None = None) -> dict:
     return body["data"]
 
 
+SENSOR_TICKS = """
+query Ticks($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { ticks(limit: 20) { status timestamp skipReason error { message } } } }
+  }
+}"""
+
+
+def sensor_tick_after(
+    url: str, sensor: str, after: float, location: str = "stock_lakehouse", timeout: float = 240.0
+) -> dict:
+    """The first tick of ``sensor`` the daemon evaluated after ``after`` (epoch seconds), as the sensor's
+    page in the UI lists it: ``status``, ``skipReason``, ``error``."""
+    selector = {"repositoryLocationName": location, "repositoryName": "__repository__", "sensorName": sensor}
+    deadline = time.monotonic() + timeout
+    while True:
+        found = graphql(url, SENSOR_TICKS, {"selector": selector})["sensorOrError"]
+        assert found["__typename"] == "Sensor", found
+        done = [t for t in found["sensorState"]["ticks"] if t["timestamp"] > after and t["status"] != "STARTED"]
+        if done:
+            return min(done, key=lambda t: t["timestamp"])
+        assert time.monotonic() < deadline, f"no tick of {sensor} after {after} within {timeout}s"
+        time.sleep(3)
+
+
 class WebhookReceiver:
     """A real HTTP server on loopback that records every JSON or text body POSTed to it."""
 
@@ -230,7 +256,7 @@ def minio_server(data_dir: Path, bucket: str = "lake") -> Iterator[dict[str, str
 
     try:
         with mock.patch.dict(os.environ, env):
-            S3Location(env["STOCK_LAKEHOUSE_S3_ENDPOINT"]).boto3_client().create_bucket(Bucket=bucket)
+            S3Location(endpoint=env["STOCK_LAKEHOUSE_S3_ENDPOINT"]).boto3_client().create_bucket(Bucket=bucket)
             yield env
     finally:
         subprocess.run(["bash", str(REPO / "scripts" / "minio.sh"), "stop", str(data_dir)], check=False)

@@ -2,7 +2,8 @@
 webserver and daemon as processes, configured by the files compose mounts (``docker/dagster.yaml``,
 ``docker/workspace.yaml`` with the service host replaced by loopback). A backfill is launched through the
 webserver's GraphQL, executed by the daemon through the queued run coordinator, and its tables are
-checked on MinIO."""
+checked on MinIO. The daemon's freshness sensor, its clock set inside the backfilled session, then reads
+the new bars from MinIO and finds the symbol fresh."""
 
 import contextlib
 import os
@@ -21,7 +22,14 @@ from stock_lakehouse.lakehouse.object_store import S3Location
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.partitions import sync_symbols
 from stock_lakehouse_tests.conftest import REPO
-from stock_lakehouse_tests.services import bin_path, free_port, logged_process, postgres_server, wait_http
+from stock_lakehouse_tests.services import (
+    bin_path,
+    free_port,
+    logged_process,
+    postgres_server,
+    sensor_tick_after,
+    wait_http,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -45,6 +53,8 @@ def test_compose_topology_runs_natively(minio, tmp_path):
                 "STOCK_LAKEHOUSE_LAKE_ROOT": "s3a://compose-lake/lake",
                 "STOCK_LAKEHOUSE_SOURCE": "synthetic",
                 "STOCK_LAKEHOUSE_SYMBOLS": "CMP",
+                # 14:00 New York on the last backfilled day: the sensor checks the session (not a weekend).
+                "STOCK_LAKEHOUSE_AUTOMATION_CLOCK_UTC": "2024-03-05T19:00:00Z",
             }
         )
         # As compose: the one-shot provision-store service alone gets MinIO's root login and gives the
@@ -89,7 +99,14 @@ def test_compose_topology_runs_natively(minio, tmp_path):
                 status,
                 (logs / "daemon.log").read_text()[-3000:],
             )
-            gold = read_table("s3a://compose-lake/lake", "gold", s3=S3Location(minio["STOCK_LAKEHOUSE_S3_ENDPOINT"]))
+            gold = read_table(
+                "s3a://compose-lake/lake", "gold", s3=S3Location(endpoint=minio["STOCK_LAKEHOUSE_S3_ENDPOINT"])
+            )
             assert list(gold.trade_date.astype(str)) == ["2024-03-04", "2024-03-05"] and (gold.bar_count == 390).all()
+            # The freshness sensor reads silver on MinIO with the lake resource of this deployment: a failed
+            # read would be an error tick, or "no data" (CMP stale).
+            tick = sensor_tick_after(f"{url}/graphql", "freshness_alerts", after=time.time())
+            assert tick["status"] == "SKIPPED" and tick["error"] is None, tick
+            assert tick["skipReason"].endswith("stale now: none"), tick
             runs = dg.DagsterInstance.get().get_runs()
             assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS  # stored in Postgres

@@ -4,9 +4,10 @@
 proxy (the project image from ``docker/Dockerfile`` unchanged); ``docker/compose.podman.yml`` is the one
 place that substitutes anything (local MinIO/PostgreSQL images, runc, lowered ulimits);
 ``docker/images/podman-up.sh`` starts the services in compose's order (podman 4.3 ignores healthy
-conditions). Then: a 2 symbols x 3 days backfill through the webserver's GraphQL, gold read from MinIO,
-the runs read from Postgres, the asset graph in headless Chromium; ``down`` and ``up`` again (tables and
-run history kept); ``down -v``.
+conditions). Then: a 2 symbols x 3 days backfill through the webserver's GraphQL, gold read from MinIO
+and compared with a local run of the same partitions, the runs read from Postgres, the daemon's freshness
+sensor reading the lake (its clock set inside the backfilled session), the asset graph in headless
+Chromium; ``down`` and ``up`` again (tables and run history kept); ``down -v``.
 
 Opt-in (minutes, root, podman): ``make test-compose``. Timings are
 written to ``<tmp>/compose-timings.json`` and printed (``-s``).
@@ -25,14 +26,22 @@ from unittest import mock
 
 import dagster as dg
 import httpx
+import pandas as pd
 import pytest
 
 from stock_lakehouse.assets.keys import TABLES, writer_pool
 from stock_lakehouse.backfill import launch_backfill, wait_backfill
 from stock_lakehouse.lakehouse.object_store import S3Location
 from stock_lakehouse.lakehouse.reader import read_table
+from stock_lakehouse.materialize import run_materialize
 from stock_lakehouse_tests.conftest import REPO
-from stock_lakehouse_tests.services import chromium, dismiss_community_dialog, wait_for_text
+from stock_lakehouse_tests.services import (
+    chromium,
+    dismiss_community_dialog,
+    graphql,
+    sensor_tick_after,
+    wait_for_text,
+)
 
 # Deselected by `make test` (-m 'not compose'), selected by `make test-compose`.
 pytestmark = pytest.mark.compose
@@ -61,19 +70,13 @@ def _ctr(service: str) -> str:
     return f"{PROJECT}_{service}_1"
 
 
-def _graphql(query: str) -> dict:
-    body = httpx.post(f"{URL}/graphql", json={"query": query}, timeout=60).json()
-    assert not body.get("errors"), body
-    return body["data"]
-
-
 def _wait_loaded(timeout: float = 300) -> float:
     """Seconds until the webserver answers and shows the code location loaded (not a load error)."""
     t0 = time.monotonic()
     query = "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename } } } } }"
     while True:
         with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, AssertionError, TypeError):
-            entries = _graphql(query)["workspaceOrError"]["locationEntries"]
+            entries = graphql(f"{URL}/graphql", query)["workspaceOrError"]["locationEntries"]
             if entries and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation":
                 return time.monotonic() - t0
         assert time.monotonic() - t0 < timeout, f"code location not loaded after {timeout}s"
@@ -88,18 +91,23 @@ def _psql(sql: str) -> list[str]:
 def _gold(env: dict):
     keys = {"AWS_ACCESS_KEY_ID": env["LAKE_S3_ACCESS_KEY"], "AWS_SECRET_ACCESS_KEY": env["LAKE_S3_SECRET_KEY"]}
     with mock.patch.dict(os.environ, keys | {"AWS_REGION": "us-east-1"}):
-        return read_table("s3a://lake/lake", "gold", s3=S3Location("http://127.0.0.1:9000"))
+        return read_table("s3a://lake/lake", "gold", s3=S3Location(endpoint="http://127.0.0.1:9000"))
 
 
-def test_compose_runs_with_podman(tmp_path):
+def test_compose_runs_with_podman(tmp_path, dagster_home, clean_env):
     for port in (3000, 9000, 9001):
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 pytest.fail(f"127.0.0.1:{port} is in use; compose publishes 3000, 9000 and 9001")
     timings: dict[str, float] = {}
     pc = _podman_compose()
+    # The reference: the same partitions run locally by the CLI's path, before the stack takes the cores.
+    ok, _, error = run_materialize(SYMBOLS, START, END, {"lake_root": str(tmp_path / "lake"), "source": "synthetic"})
+    assert ok, error
+    local_gold = read_table(str(tmp_path / "lake"), "gold")
     t0 = time.monotonic()
-    _run(["bash", "docker/images/build.sh"], timeout=3600)
+    # The project image always from this tree (its dependency layer stays cached while pyproject.toml does).
+    _run(["bash", "docker/images/build.sh"], env=os.environ | {"REBUILD_APP": "1"}, timeout=3600)
     timings["build_sh"] = time.monotonic() - t0
 
     env = {
@@ -113,6 +121,7 @@ def test_compose_runs_with_podman(tmp_path):
         "DAGSTER_POSTGRES_DB": "dagster",
         "STOCK_LAKEHOUSE_SOURCE": "synthetic",  # the bundled replay sample holds NVDA only
         "STOCK_LAKEHOUSE_SYMBOLS": ",".join(SYMBOLS),
+        "STOCK_LAKEHOUSE_AUTOMATION_CLOCK_UTC": "2024-03-06T19:00:00Z",  # 14:00 New York, last backfilled day
         "PUBLISH_ADDRESS": "127.0.0.1",
     }
     env_file = tmp_path / "compose.env"
@@ -143,6 +152,12 @@ def test_compose_runs_with_podman(tmp_path):
 
         gold = _gold(env)
         assert sorted(set(gold.symbol)) == SYMBOLS and len(gold) == 6 and (gold.bar_count == 390).all(), gold
+        pd.testing.assert_frame_equal(gold, local_gold, check_exact=False, rtol=1e-12)
+        # The daemon's freshness sensor reads silver on MinIO through the deployment's lake resource: a
+        # failed read is an error tick, or "no data" (both symbols stale).
+        tick = sensor_tick_after(f"{URL}/graphql", "freshness_alerts", after=time.time())
+        assert tick["status"] == "SKIPPED" and tick["error"] is None, tick
+        assert tick["skipReason"].endswith("stale now: none"), tick
         run_ids = sorted(r["runId"] for r in status["runs"])
         assert sorted(_psql("SELECT run_id FROM runs WHERE status = 'SUCCESS'")) == run_ids
 
@@ -165,7 +180,8 @@ def test_compose_runs_with_podman(tmp_path):
         up()
         assert len(_gold(env)) == 6
         assert sorted(_psql("SELECT run_id FROM runs WHERE status = 'SUCCESS'")) == run_ids
-        runs = _graphql("{ runsOrError { ... on Runs { results { runId status } } } }")["runsOrError"]["results"]
+        listed = graphql(f"{URL}/graphql", "{ runsOrError { ... on Runs { results { runId status } } } }")
+        runs = listed["runsOrError"]["results"]
         assert sorted(r["runId"] for r in runs if r["status"] == "SUCCESS") == run_ids
     finally:
         subprocess.run([*down, "-v"], cwd=REPO, capture_output=True, timeout=600)

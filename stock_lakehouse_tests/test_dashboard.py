@@ -403,7 +403,7 @@ def test_data_access_on_minio_equals_the_local_lake(built_lake, minio, tmp_path,
     for name, value in {**minio, "STOCK_LAKEHOUSE_CONFIG": str(built_lake.config)}.items():
         monkeypatch.setenv(name, value)
     # Delta tables are plain files: copying the table folders makes the same tables on the store.
-    client = S3Location(minio["STOCK_LAKEHOUSE_S3_ENDPOINT"]).boto3_client()
+    client = S3Location(endpoint=minio["STOCK_LAKEHOUSE_S3_ENDPOINT"]).boto3_client()
     for path in sorted(built_lake.lake.rglob("*")):
         rel = path.relative_to(built_lake.lake)
         if path.is_file() and rel.parts[0] in ("bronze", "silver", "gold"):
@@ -411,7 +411,7 @@ def test_data_access_on_minio_equals_the_local_lake(built_lake, minio, tmp_path,
     remote_root = "s3a://lake/dashboard"
     local = LakeData.from_settings(load_settings(overrides={"lake_root": str(built_lake.lake)}))
     remote = LakeData.from_settings(load_settings(overrides={"lake_root": remote_root}))
-    assert remote.lake.uri == remote_root and remote.lake.s3_endpoint == minio["STOCK_LAKEHOUSE_S3_ENDPOINT"]
+    assert remote.lake.uri == remote_root and remote.lake.s3.endpoint == minio["STOCK_LAKEHOUSE_S3_ENDPOINT"]
 
     assert remote.symbols() == local.symbols() == ["NVDA", "XYZ"]
     for symbol in ("NVDA", "XYZ"):

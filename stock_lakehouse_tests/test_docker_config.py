@@ -1,11 +1,12 @@
 """The compose deployment cannot run here (no Docker engine); its files are checked against each other
 and against the code: service names, ports, environment variables, copied paths."""
 
+import os
 import re
 
 import yaml
 
-from stock_lakehouse.settings import API_KEY_ENV, ENV_OVERRIDES
+from stock_lakehouse.settings import API_KEY_ENV, environment_settings
 from stock_lakehouse_tests.conftest import REPO
 
 DOCKER = REPO / "docker"
@@ -36,17 +37,21 @@ def test_workspace_points_at_the_code_service():
     assert "COPY docker/workspace.yaml /opt/dagster/workspace.yaml" in (DOCKER / "Dockerfile").read_text()
 
 
-def test_every_env_name_used_is_provided():
+def test_every_env_name_used_is_provided(monkeypatch):
     services = compose()["services"]
     instance_envs = set(re.findall(r"\{env: (\w+)\}", (DOCKER / "dagster.yaml").read_text()))
     assert instance_envs
     for svc in ("code", "webserver", "daemon"):
         provided = set(services[svc]["environment"])
         assert instance_envs <= provided, (svc, instance_envs - provided)
-        # Settings the code reads from the environment exist in the code.
+        # Every setting compose gives from the environment is one the settings read.
         for name in provided:
             if name.startswith("STOCK_LAKEHOUSE_") and name != "STOCK_LAKEHOUSE_ALERT_WEBHOOK":
-                assert name in ENV_OVERRIDES, name
+                with monkeypatch.context() as env:
+                    for other in [n for n in os.environ if n.startswith("STOCK_LAKEHOUSE_")]:
+                        env.delenv(other)
+                    env.setenv(name, "NVDA")
+                    assert environment_settings(), name
         assert API_KEY_ENV in provided and "AWS_ACCESS_KEY_ID" in provided
     referenced = set(re.findall(r"\$\{(\w+)", (DOCKER / "docker-compose.yml").read_text()))
     example = {

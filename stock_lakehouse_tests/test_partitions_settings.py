@@ -81,3 +81,52 @@ def test_run_extent_and_check_outcomes_in_one_line():
     ]
     assert describe_outcomes(results) == "1 passed, 2 failed: low_high (WARN) on 2024-03-05|BBB; schema (ERROR)"
     assert describe_outcomes(results[:1]) == "1 passed, 0 failed"
+
+
+def test_environment_sets_any_setting_between_file_and_cli(tmp_path, monkeypatch, clean_env):
+    file = tmp_path / "s.yaml"
+    file.write_text(
+        "symbols: [MSFT]\ninterval: 5min\ns3: {region: eu-west-1}\nquality: {max_invalid_share: 0.2}\n"
+        "alphavantage: {budget: {per_day: 7, per_minute: 5}}\n"
+    )
+    monkeypatch.setenv("STOCK_LAKEHOUSE_INTERVAL", "15min")
+    monkeypatch.setenv("STOCK_LAKEHOUSE_S3_ENDPOINT", "http://127.0.0.1:9000")
+    monkeypatch.setenv("STOCK_LAKEHOUSE_QUALITY_DIR", str(tmp_path / "rules"))
+    monkeypatch.setenv("STOCK_LAKEHOUSE_ALPHAVANTAGE_BUDGET", '{"per_day": 500}')
+    monkeypatch.setenv("STOCK_LAKEHOUSE_FX_PAIRS", "eur/usd,GBP/JPY")
+    s = load_settings(file, overrides={"interval": "30min", "s3.region": "us-east-2"})
+    assert s.symbols == ["MSFT"]  # the file's
+    assert s.interval == "30min"  # the CLI's over the environment's over the file's
+    assert (s.s3.endpoint, s.s3.region) == ("http://127.0.0.1:9000", "us-east-2")  # blocks merge key by key
+    assert (s.quality.dir, s.quality.max_invalid_share) == (str(tmp_path / "rules"), 0.2)
+    assert (s.alphavantage.budget.per_day, s.alphavantage.budget.per_minute) == (500, 5)
+    assert s.fx_pairs == ["EUR/USD", "GBP/JPY"]
+
+
+def test_the_clock_setting_reaches_the_sensors_clock(monkeypatch, clean_env):
+    from stock_lakehouse.wiring import build_definitions
+
+    monkeypatch.setenv("STOCK_LAKEHOUSE_AUTOMATION_CLOCK_UTC", "2024-03-06T19:00:00Z")
+    clock = build_definitions(load_settings()).resources["clock"]
+    assert clock.now().isoformat() == "2024-03-06T19:00:00+00:00"
+    monkeypatch.setenv("STOCK_LAKEHOUSE_AUTOMATION_CLOCK_UTC", "")  # compose passes an empty value: wall clock
+    assert build_definitions(load_settings()).resources["clock"].now().year >= 2026
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "named"),
+    [
+        ("STOCK_LAKEHOUSE_S3_ENDPIONT", "http://x", "s3.endpiont"),  # a typo is no silent default
+        ("STOCK_LAKEHOUSE_SPARK_SHUFFLE_PARTITIONS", "4; DROP TABLE x", "spark.shuffle_partitions"),
+        ("STOCK_LAKEHOUSE_ALPHAVANTAGE_BUDGET", '{"per_day": -1}', "alphavantage.budget.per_day"),
+        ("STOCK_LAKEHOUSE_ALPHAVANTAGE_BUDGET", "{not json", "alphavantage"),
+        ("STOCK_LAKEHOUSE_SYMBOLS", "NVDA,../../etc", "symbols"),
+        ("STOCK_LAKEHOUSE_AUTOMATION_CLOCK_UTC", "yesterday", "automation.clock_utc"),
+    ],
+)
+def test_a_wrong_environment_setting_is_named(monkeypatch, clean_env, name, value, named):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    first = str(info.value).splitlines()[0]
+    assert named in first and "environment" in first, first

@@ -48,7 +48,7 @@ def test_adding_a_rule_to_a_yaml_file_adds_a_check(tmp_path, clean_env, monkeypa
     assert "gold_volume_plausible" in checks[keys.GOLD]
     assert (
         "gold_volume_plausible"
-        not in defined_checks(build_definitions(load_settings(overrides={"quality_dir": str(QUALITY_DIR)})))[keys.GOLD]
+        not in defined_checks(build_definitions(load_settings(overrides={"quality.dir": str(QUALITY_DIR)})))[keys.GOLD]
     )
 
 
@@ -62,7 +62,7 @@ def test_new_rule_is_evaluated_in_a_run(spark, tmp_path, lake, dagster_home, cle
         ["QA"],
         date(2024, 3, 4),
         date(2024, 3, 4),
-        {"lake_root": str(lake), "source": "synthetic", "quality_dir": str(rules)},
+        {"lake_root": str(lake), "source": "synthetic", "quality.dir": str(rules)},
     )
     assert ok, error  # a warning never blocks
     passed, severity, meta = summary.checks["gold_volume_tiny"]

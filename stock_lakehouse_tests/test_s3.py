@@ -18,7 +18,7 @@ pytestmark = pytest.mark.spark
 
 
 def s3(env) -> S3Location:
-    return S3Location(env["STOCK_LAKEHOUSE_S3_ENDPOINT"])
+    return S3Location(endpoint=env["STOCK_LAKEHOUSE_S3_ENDPOINT"])
 
 
 def test_pipeline_on_minio_equals_the_local_run(spark, minio, tmp_path, dagster_home, clean_env, monkeypatch):
@@ -212,7 +212,7 @@ def test_provision_store_gives_the_application_its_bucket_and_nothing_else(minio
             assert secret not in out.output
     assert "bucket scoped-lake: created" in outputs[0].output
     assert "bucket scoped-lake: exists" in outputs[1].output  # idempotent: the second start changes nothing
-    assert user_policies(S3Location(endpoint), root, app.access_key) == ["stock-lakehouse-scoped-lake"]
+    assert user_policies(S3Location(endpoint=endpoint), root, app.access_key) == ["stock-lakehouse-scoped-lake"]
 
     admin = _client(minio, root.access_key, root.secret_key)
     admin.create_bucket(Bucket="not-the-lake")
@@ -222,7 +222,7 @@ def test_provision_store_gives_the_application_its_bucket_and_nothing_else(minio
     assert user.get_object(Bucket="scoped-lake", Key="lake/x/part-0")["Body"].read() == b"bars"
     assert [o["Key"] for o in user.list_objects_v2(Bucket="scoped-lake")["Contents"]] == ["lake/x/part-0"]
     user.delete_object(Bucket="scoped-lake", Key="lake/x/part-0")
-    assert Lake(root="s3a://scoped-lake/lake", s3_endpoint=endpoint).probe() is None  # the run's pre-flight
+    assert Lake(root="s3a://scoped-lake/lake", s3=S3Location(endpoint=endpoint)).probe() is None  # the run's pre-flight
     assert _denied(lambda: user.get_object(Bucket="not-the-lake", Key="private.txt"))
     assert _denied(lambda: user.put_object(Bucket="not-the-lake", Key="planted.txt", Body=b"x"))
     assert _denied(lambda: user.list_objects_v2(Bucket="not-the-lake"))

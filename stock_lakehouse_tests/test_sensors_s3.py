@@ -21,6 +21,7 @@ from stock_lakehouse.assets.keys import BI
 from stock_lakehouse.automation.alerts import AlertSink
 from stock_lakehouse.automation.clock import Clock
 from stock_lakehouse.lakehouse.lake import Lake
+from stock_lakehouse.lakehouse.object_store import S3Location
 from stock_lakehouse.partitions import BarPartition
 from stock_lakehouse.wiring import build_definitions
 from stock_lakehouse_tests.services import WebhookReceiver, free_port
@@ -41,7 +42,7 @@ def s3_defs(minio, clean_env, dagster_home, monkeypatch):
         monkeypatch.setenv(name, value)
     defs = build_definitions()
     lake = defs.resources["lake"]
-    assert isinstance(lake, Lake) and lake.uri == root and lake.s3_endpoint == minio["STOCK_LAKEHOUSE_S3_ENDPOINT"]
+    assert isinstance(lake, Lake) and lake.uri == root and lake.s3.endpoint == minio["STOCK_LAKEHOUSE_S3_ENDPOINT"]
     return defs
 
 
@@ -86,7 +87,7 @@ def test_freshness_on_minio_alerts_the_stale_symbol_once_and_not_the_fresh_one(s
 
 
 def test_freshness_on_an_unreachable_store_fails_instead_of_alerting(s3_defs, receiver):
-    lake = s3_defs.resources["lake"].model_copy(update={"s3_endpoint": f"http://127.0.0.1:{free_port()}"})
+    lake = s3_defs.resources["lake"].model_copy(update={"s3": S3Location(endpoint=f"http://127.0.0.1:{free_port()}")})
     resources = {
         "alerts": AlertSink(webhook_url=receiver.url),
         "clock": Clock(fixed_utc=datetime(2024, 11, 27, 10, 30, tzinfo=NY).isoformat()),

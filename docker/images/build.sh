@@ -63,5 +63,6 @@ have localhost/stock-lakehouse-postgres:15 || timed postgres "${build[@]}" -f "$
 # The project image exactly as compose's `build:` defines it (context: the repository, docker/Dockerfile).
 if [ "${REBUILD_APP:-0}" = 1 ] || ! have localhost/stock-lakehouse:latest; then
   timed app "${build[@]}" -f docker/Dockerfile -t localhost/stock-lakehouse:latest .
+  podman image prune -f >/dev/null  # the replaced project image (2.5 GB each)
 fi
 podman images --filter reference='localhost/*' --format '{{.Repository}}:{{.Tag}} {{.Size}}'

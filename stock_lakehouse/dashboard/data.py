@@ -57,7 +57,7 @@ class LakeData:
             anomaly_price_change_pct=settings.automation.anomaly_price_change_pct,
             anomaly_volume_multiple=settings.automation.anomaly_volume_multiple,
             gate=QualityGate(
-                rules_file=str(Path(settings.quality_dir) / "silver.yml"),
+                rules_file=str(Path(settings.quality.dir) / "silver.yml"),
                 max_invalid_share=settings.quality.max_invalid_share,
             ),
         )

@@ -72,15 +72,11 @@ class Lake(dg.ConfigurableResource):
 
     Attributes:
         root: absolute local folder or ``s3a://bucket/prefix``.
-        s3_endpoint: S3-compatible endpoint (MinIO, Ceph, ...); None for AWS S3.
-        s3_region: region used for request signing.
-        s3_path_style: path-style addressing, needed by most S3-compatible servers.
+        s3: how to reach the store of an ``s3a://`` root.
     """
 
     root: str
-    s3_endpoint: str | None = None
-    s3_region: str = "us-east-1"
-    s3_path_style: bool = True
+    s3: S3Location = S3Location()
 
     @staticmethod
     def resolve_root(root: str) -> str:
@@ -101,10 +97,6 @@ class Lake(dg.ConfigurableResource):
     def bucket(self) -> str | None:
         """The bucket of an ``s3a://`` root (None for a local folder)."""
         return split_s3(self.uri)[0] if self.on_s3 else None
-
-    @property
-    def s3(self) -> S3Location:
-        return S3Location(self.s3_endpoint, self.s3_region, self.s3_path_style)
 
     def table_uri(self, table: str | dg.AssetKey) -> str:
         """The URI of a table's folder (short name, asset key or path)."""
@@ -127,11 +119,11 @@ class Lake(dg.ConfigurableResource):
         import os
 
         hconf = session.sparkContext._jsc.hadoopConfiguration()
-        if self.s3_endpoint:
-            hconf.set("fs.s3a.endpoint", self.s3_endpoint)
-            hconf.set("fs.s3a.connection.ssl.enabled", str(self.s3_endpoint.startswith("https")).lower())
-        hconf.set("fs.s3a.path.style.access", str(self.s3_path_style).lower())
-        hconf.set("fs.s3a.endpoint.region", self.s3_region)
+        if self.s3.endpoint:
+            hconf.set("fs.s3a.endpoint", self.s3.endpoint)
+            hconf.set("fs.s3a.connection.ssl.enabled", str(self.s3.endpoint.startswith("https")).lower())
+        hconf.set("fs.s3a.path.style.access", str(self.s3.path_style).lower())
+        hconf.set("fs.s3a.endpoint.region", self.s3.region)
         for env_name, key in (
             ("AWS_ACCESS_KEY_ID", "fs.s3a.access.key"),
             ("AWS_SECRET_ACCESS_KEY", "fs.s3a.secret.key"),

@@ -1,12 +1,17 @@
 """Files under a lake root, on a local folder or an S3-compatible store, for what is not Delta
-(the landing zone). The same settings serve Spark's S3A, boto3 and delta-rs, so nothing is MinIO-only."""
+(the landing zone). The same settings serve Spark's S3A, boto3 and delta-rs, so nothing is MinIO-only.
+
+``S3Location`` is a Dagster ``Config``: it is the settings file's ``s3:`` block and the ``Lake``
+resource's ``s3`` field alike, so the store's endpoint, region and addressing are declared once."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+import dagster as dg
+from pydantic import ConfigDict
 
 S3_SCHEMES = ("s3a://", "s3://", "s3n://")
 
@@ -22,9 +27,19 @@ def split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-@dataclass(frozen=True)
-class S3Location:
-    """Where and how to reach the store (no keys: they are read from the environment when used)."""
+class S3Location(dg.Config):
+    """An S3-compatible object store for ``s3a://`` lake roots (AWS S3, MinIO, Ceph RGW, SeaweedFS, ...).
+
+    Keys are never part of it: they come from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` in the
+    environment when used (read by Spark's S3A, boto3 and delta-rs alike).
+
+    Attributes:
+        endpoint: S3-compatible endpoint (MinIO, Ceph, ...); None for AWS S3.
+        region: region used for request signing.
+        path_style: path-style addressing, needed by most S3-compatible servers.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     endpoint: str | None = None
     region: str = "us-east-1"
