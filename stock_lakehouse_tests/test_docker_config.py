@@ -1,5 +1,5 @@
-"""The compose deployment cannot run here (no Docker engine); its files are checked against each other
-and against the code: service names, ports, environment variables, copied paths."""
+"""The compose deployment's files checked against each other and against the code, in seconds and without
+podman (``test_compose_podman.py`` runs them): service names, ports, environment variables, copied paths."""
 
 import os
 import re
