@@ -105,6 +105,14 @@ def sensor_tick_after(
         time.sleep(3)
 
 
+def assert_freshness_tick_read_fresh_data(url: str) -> None:
+    """The daemon's next ``freshness_alerts`` tick read silver through the deployment's lake resource and
+    found every symbol fresh: a failed read would be an error tick, or "no data" (symbols stale)."""
+    tick = sensor_tick_after(url, "freshness_alerts", after=time.time())
+    assert tick["status"] == "SKIPPED" and tick["error"] is None, tick
+    assert tick["skipReason"].endswith("stale now: none"), tick
+
+
 class WebhookReceiver:
     """A real HTTP server on loopback that records every JSON or text body POSTed to it."""
 
