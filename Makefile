@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test test-compose lint dev dashboard clean
+.PHONY: setup demo check test test-compose screenshots lint dev dashboard clean
 
 setup: $(VENV)/.installed
 	@java -version >/dev/null 2>&1 || { echo "Java 17 is required (Debian: apt-get install -y openjdk-17-jre-headless)"; exit 1; }
@@ -29,6 +29,17 @@ TEST_WORKERS ?= 2
 
 test: setup lint
 	$(BIN)/pytest -ra -n $(TEST_WORKERS) --dist loadfile --durations=25 -m 'not compose'
+
+# The quick lane: lint and the tests that start no service (markers in pyproject.toml, set by conftest.py from
+# the fixtures a test uses): no JVM, no MinIO, no PostgreSQL, no browser, no Dagster server. No jars needed.
+SERVICES := spark or minio or postgres or browser or daemon or compose
+
+check: lint
+	$(BIN)/pytest -ra -n $(TEST_WORKERS) --durations=10 -m 'not ($(SERVICES))'
+
+# The UI screenshots in docs/ (README): the browser tests write them to a temp folder unless SCREENSHOT_DIR is set.
+screenshots: setup
+	SCREENSHOT_DIR=docs $(BIN)/pytest -ra stock_lakehouse_tests/test_operations_e2e.py
 
 # Opt-in, not part of `make test`: docker/docker-compose.yml run for real with podman (root, podman,
 # netavark, iptables, runc, debootstrap; builds local images, minutes). See docker/compose.podman.yml.

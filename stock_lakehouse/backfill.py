@@ -78,7 +78,13 @@ def partition_keys(symbols: Sequence[str], start: date, end: date) -> list[str]:
 
 
 def _post(url: str, query: str, variables: dict, timeout: float = 120.0) -> dict:
-    resp = httpx.post(url, json={"query": query, "variables": variables}, timeout=timeout)
+    try:
+        resp = httpx.post(url, json={"query": query, "variables": variables}, timeout=timeout)
+    except httpx.TransportError as exc:
+        # The webserver went away (or never was there): one line, not httpx's traceback.
+        raise BackfillError(
+            f"Dagster webserver at {url} unreachable ({type(exc).__name__}: {exc}); is `dagster dev` running?"
+        ) from None
     if resp.status_code != 200:
         raise BackfillError(f"{url} answered HTTP {resp.status_code}: {resp.text[:500]}")
     body = resp.json()
@@ -123,12 +129,21 @@ def wait_backfill(graphql_url: str, backfill_id: str, timeout: float = 1800.0, p
 
 
 def launch_ranged_backfill(
-    graphql_url: str, symbols: Sequence[str], start: date, end: date, location: str = "stock_lakehouse"
+    graphql_url: str,
+    symbols: Sequence[str],
+    start: date,
+    end: date,
+    location: str = "stock_lakehouse",
+    confirm_large: bool = False,
 ) -> str:
-    """Launch the ``ranged_backfill`` job with this selection as its Launchpad does; returns the run id."""
+    """Launch the ``ranged_backfill`` job with this selection as its Launchpad does; returns the run id.
+
+    ``confirm_large``: needed for more than ``automation.ranged_backfill_max_partitions`` partitions."""
     from stock_lakehouse.automation.ranged_backfill import RANGED_BACKFILL_JOB, materialize_ranges
 
     config = {"symbols": list(symbols), "start": start.isoformat(), "end": end.isoformat()}
+    if confirm_large:
+        config["confirm_large"] = True
     params = {
         "selector": {
             "repositoryLocationName": location,

@@ -40,7 +40,32 @@ def _symbols(value: str | None, option: str = "--symbols") -> list[str] | None:
         raise click.BadParameter(str(exc), param_hint=option) from None
 
 
-@click.group()
+class SettingsFailure(click.ClickException):
+    """Settings that cannot be used (file, environment, an option), shown as one line: ``error: ...``
+    naming the setting and where it came from."""
+
+    def __init__(self, exc: SettingsError) -> None:
+        from stock_lakehouse.root_cause import redact
+
+        # A YAML error spreads over lines (the mark under the column): one line, still naming the file.
+        super().__init__(redact(" ".join(line.strip() for line in str(exc).splitlines() if line.strip())))
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+class _Commands(click.Group):
+    """The command group: every command that loads settings, now or later, reports a ``SettingsError`` the
+    same way (``SettingsFailure``), instead of each command catching it, or none and a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SettingsError as exc:
+            raise SettingsFailure(exc) from None
+
+
+@click.group(cls=_Commands)
 @click.option(
     "--config",
     "config_file",
@@ -79,7 +104,9 @@ def _materialize_and_report(symbols, start, end, overrides) -> None:
             ok, summary, error = run_materialize(
                 symbols, start, end, overrides, log_level or "CRITICAL", progress=progress
             )
-    except (SettingsError, MaterializeError) as exc:
+    except SettingsError:
+        raise  # one line, as every command's (_Commands)
+    except MaterializeError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:
         _fail([f"error: {exception_root_cause(exc)}"], time.perf_counter() - t0, exc=exc)
@@ -380,7 +407,12 @@ def provision_store() -> None:
     is_flag=True,
     help="Launch the ranged_backfill job (one run, one JVM for the selection) instead of an asset backfill.",
 )
-def backfill(url, symbols, start, end, wait, ranged) -> None:
+@click.option(
+    "--confirm-large",
+    is_flag=True,
+    help="With --ranged: run a selection over automation.ranged_backfill_max_partitions partitions.",
+)
+def backfill(url, symbols, start, end, wait, ranged, confirm_large) -> None:
     """Launch a backfill of all layers on a running webserver (the daemon executes it), like the UI."""
     from stock_lakehouse.backfill import BackfillError, launch_backfill, launch_ranged_backfill, wait_backfill, wait_run
 
@@ -390,7 +422,7 @@ def backfill(url, symbols, start, end, wait, ranged) -> None:
     graphql_url = url.rstrip("/") + "/graphql"
     try:
         if ranged:
-            run_id = launch_ranged_backfill(graphql_url, syms, start_d, end_d)
+            run_id = launch_ranged_backfill(graphql_url, syms, start_d, end_d, confirm_large=confirm_large)
             click.echo(f"ranged_backfill run {run_id}: {len(syms)} symbol(s) x {start_d}..{end_d}")
             if wait:
                 status = wait_run(graphql_url, run_id)

@@ -20,6 +20,32 @@ def _calendar(name: str) -> xcals.ExchangeCalendar:
     return xcals.get_calendar(name, start="2000-01-03")
 
 
+def check_calendar(name: str) -> tuple[str, date, date]:
+    """Calendar ``name`` as the pipeline builds it: its exchange_calendars name (``xnys`` is ``XNYS``),
+    first and last session. The ``calendar`` setting's check at load: a run would otherwise fail on it
+    after writing its landing files.
+
+    Raises:
+        ValueError: no such calendar (naming the closest names), or one that cannot cover the dates
+            the pipeline needs.
+    """
+    import difflib
+
+    names = xcals.get_calendar_names(include_aliases=True)
+    if name not in names:
+        same = [n for n in names if n.lower() == name.strip().lower()]
+        if len(same) != 1:
+            close = difflib.get_close_matches(name.strip().upper(), names, n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else " (e.g. XNYS, XNAS, XLON)"
+            raise ValueError(f"{name!r} is not an exchange_calendars calendar{hint}")
+        name = same[0]
+    try:
+        cal = _calendar(name)
+    except ValueError as exc:  # e.g. a calendar that starts after 2000
+        raise ValueError(f"{name!r} cannot be used: {str(exc).splitlines()[0][:200]}") from None
+    return name, cal.first_session.date(), cal.last_session.date()
+
+
 def is_trading_day(day: date, calendar: str = "XNYS") -> bool:
     """True when the exchange holds a session on ``day``."""
     return bool(_calendar(calendar).is_session(pd.Timestamp(day)))

@@ -112,7 +112,7 @@ def run_materialize(
     today = datetime.now(ZoneInfo(EXCHANGE_TZ)).date()
     if end > today:
         raise MaterializeError(
-            f"end {end} is in the future: the last date partition is today ({today}, New York); "
+            f"end {end} is in the future: today is {today:%a %Y-%m-%d} in New York; "
             "bars of a later day do not exist yet"
         )
     days = [d.date() for d in pd.bdate_range(start, end)]
@@ -134,12 +134,13 @@ def run_materialize(
         progress.plan(len(symbols) * len(days))
     for group in contiguous_groups(symbols, ordered):
         partition_key, range_tags = rectangle_selection(group, days[0].isoformat(), days[-1].isoformat())
+        run_id = str(uuid.uuid4())  # known before the run starts, for the progress display and its tags
         kwargs: dict[str, object] = {
             "instance": instance,
             "raise_on_error": False,
-            "run_id": str(uuid.uuid4()),  # known before the run starts, for the progress display
+            "run_id": run_id,
             "partition_key": partition_key,
-            "tags": {"stock_lakehouse/cli": "materialize", **process_tags(), **range_tags},
+            "tags": {"stock_lakehouse/cli": "materialize", **process_tags(run_id), **range_tags},
             "run_config": {"loggers": {"console": {"config": {"log_level": log_level}}}},
         }
         watching = progress.watch(instance, str(kwargs["run_id"])) if progress else contextlib.nullcontext()

@@ -1,17 +1,25 @@
-"""Runs of a crashed CLI process: marked failed, their concurrency-pool slots freed.
+"""Runs whose worker process died: marked failed, their concurrency-pool slots freed, without a person.
 
-``stock-lakehouse materialize`` executes its runs inside its own process (``execute_in_process``): no
-run launcher owns them. When that process dies without a chance to report (``kill -9``, the OOM
-killer, a power cut), the run stays STARTED in the instance and keeps the pool slot of the step it was
-in. Dagster does not clean this up: the daemon's run monitoring checks worker health only for runs its
-launcher started (and ``DefaultRunLauncher`` has no health check), and frees slots only of *finished*
-runs. With one slot per table pool (``dagster.yaml``), the next run writing that table waits forever.
+When the process executing a run dies without a chance to report (``kill -9``, the OOM killer, a power
+cut, a crash of the whole ``dagster dev`` process group or of the code server's container), the run
+stays STARTED in the instance and keeps the pool slot of the step it was in. Dagster does not clean this
+up: the daemon's run monitoring checks worker health only through launchers that support it
+(``DefaultRunLauncher`` does not), and frees slots only of *finished* runs. With one slot per table pool
+and ``max_concurrent_runs`` counting the dead runs (``dagster.yaml``), every later run waits forever.
 
-So every CLI run carries the host, pid and start token of its process (:func:`process_tags`; the pid
-alone could belong to a later process by now), and before a CLI run starts, :func:`recover_dead_runs`
-marks failed the unfinished runs of this host whose process is gone and frees their slots. Runs of
-other hosts are left alone: their processes cannot be seen from here. A host is its host name (a
-container has its own), so processes sharing a host name must share one pid namespace.
+So every run records the host, pid and start token of its worker (:func:`process_tags`; the pid alone
+could belong to a later process by now) and the run they belong to: CLI runs when they are created,
+daemon-launched runs (UI, backfills, schedules, the ranged job) as soon as their worker initializes its
+resources (:class:`RunWorker`, a dependency of the IO manager and of every op job). Then
+:func:`recover_dead_runs` marks failed the unfinished runs of this host whose worker is gone and frees
+their slots. It runs before every CLI run and on every tick of the ``recover_dead_runs`` sensor, which
+the daemon evaluates in the code server, on the host of the runs it launched.
+
+The rules: runs of other hosts are left alone (their processes cannot be seen from here); a host is its
+host name (a container has its own), so processes sharing a host name must share one pid namespace. A
+run whose worker has not recorded itself yet is left to Dagster's own start timeout
+(``run_monitoring.start_timeout_seconds``, STARTING runs). A re-execution copies its parent's tags, which
+name the parent's worker until its own records itself (:data:`WORKER_RUN_TAG` tells them apart).
 
 The same process identity names the per-process Spark temp folders (``lakehouse/spark.py``).
 
@@ -25,10 +33,8 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import dagster as dg
+import dagster as dg
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +42,8 @@ HOST_TAG = "stock_lakehouse/host"
 PID_TAG = "stock_lakehouse/pid"
 #: ``<boot id>:<start time in clock ticks after boot>`` of the process: unique per process and boot.
 PROCESS_START_TAG = "stock_lakehouse/process_start"
+#: The run whose worker the three tags above describe.
+WORKER_RUN_TAG = "stock_lakehouse/worker_run"
 
 
 @dataclass(frozen=True)
@@ -104,19 +112,42 @@ def process_alive(pid: int, start_ticks: int | None = None, boot: str | None = N
     return True
 
 
-def process_tags() -> dict[str, str]:
-    """Run tags naming this process: host, pid and start token (see :func:`recover_dead_runs`)."""
+def process_tags(run_id: str) -> dict[str, str]:
+    """Run tags naming this process as ``run_id``'s worker: host, pid, start token and the run."""
     pid = os.getpid()
     ticks = process_start_ticks(pid)
     return {
         HOST_TAG: socket.gethostname(),
         PID_TAG: str(pid),
         PROCESS_START_TAG: f"{boot_id()}:{ticks}" if ticks is not None else "",
+        WORKER_RUN_TAG: run_id,
     }
 
 
-def _owner_alive(tags: dict[str, str]) -> bool | None:
-    """Whether the process named by a run's tags is alive; None when the tags name no process."""
+def record_worker(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Record this process as the worker of ``run_id`` in its tags (replacing tags a re-execution copied)."""
+    instance.add_run_tags(run_id, process_tags(run_id))
+
+
+class RunWorker(dg.ConfigurableResource):
+    """Records which process executes the run, when the run's resources are initialized.
+
+    Under the in-process executor every resource a run needs is initialized once, before its first step,
+    in the run worker: the earliest point of a run that user code reaches whatever launched it (the UI, a
+    backfill, a schedule, a sensor). The IO manager and every op job depend on this resource, so every run
+    of the code location records its worker (see the module docstring for what recovery does with it).
+    """
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Built outside a run (direct invocation, a sensor's resources) there is no run to record.
+        if context.instance is not None and context.run_id:
+            record_worker(context.instance, context.run_id)
+
+
+def _owner_alive(tags: dict[str, str], run_id: str) -> bool | None:
+    """Whether the worker named by a run's tags is alive; None when the tags name no worker of this run."""
+    if tags.get(WORKER_RUN_TAG, run_id) != run_id:
+        return None  # the parent's worker, copied by a re-execution whose worker has not recorded itself
     try:
         pid = int(tags[PID_TAG])
     except (KeyError, ValueError):
@@ -126,21 +157,22 @@ def _owner_alive(tags: dict[str, str]) -> bool | None:
     return process_alive(pid, start_ticks, boot or None)
 
 
-def recover_dead_runs(instance: dg.DagsterInstance) -> list[RecoveredRun]:
-    """Mark failed the runs of this host whose CLI process is gone, and free their pool slots.
+def recover_dead_runs(instance: dg.DagsterInstance, by: str = "the next stock-lakehouse run") -> list[RecoveredRun]:
+    """Mark failed the runs of this host whose worker process is gone, and free their pool slots.
 
     Looks at unfinished runs tagged with this host (:func:`process_tags`), and at finished ones that
     still hold or wait for pool slots (a process that died between the two steps of an earlier
-    recovery). Re-executions and retries of such runs (``dagster/parent_run_id``) copy the tags but
-    run elsewhere, so they are skipped, as are runs of other hosts and runs whose process lives.
+    recovery). Skipped: runs of other hosts, runs whose worker lives, and runs whose tags name another
+    run's worker (a re-execution's copy of its parent's tags; runs recorded before ``WORKER_RUN_TAG``
+    existed are judged the old way: re-executions skipped).
 
     Args:
-        instance: the Dagster instance the CLI records its runs in.
+        instance: the Dagster instance the runs are recorded in.
+        by: who recovers, named in the failure message (the CLI, the sensor).
 
     Returns:
         One entry per recovered run, oldest first; empty when there was nothing to do.
     """
-    import dagster as dg
     from dagster._core.events import JobFailureData, RunFailureReason
     from dagster._core.storage.tags import PARENT_RUN_ID_TAG
 
@@ -165,15 +197,16 @@ def recover_dead_runs(instance: dg.DagsterInstance) -> list[RecoveredRun]:
     recovered: list[RecoveredRun] = []
     for record in sorted(records.values(), key=lambda r: r.create_timestamp):
         run = record.dagster_run
-        if PARENT_RUN_ID_TAG in run.tags or _owner_alive(dict(run.tags)) is not False:
+        legacy_copy = WORKER_RUN_TAG not in run.tags and PARENT_RUN_ID_TAG in run.tags
+        if legacy_copy or _owner_alive(dict(run.tags), run.run_id) is not False:
             continue
         pid = int(run.tags[PID_TAG])
         current = instance.get_run_by_id(run.run_id) or run
         if not current.is_finished:
             instance.report_run_failed(
                 current,
-                f"The process of this run (pid {pid} on {host}) is gone: killed or crashed before it could "
-                "report. Marked failed and its pool slots freed by the next stock-lakehouse run on this host.",
+                f"The worker process of this run (pid {pid} on {host}) is gone: killed or crashed before it "
+                f"could report. Marked failed and its pool slots freed by {by} on this host.",
                 JobFailureData(error=None, failure_reason=RunFailureReason.UNEXPECTED_TERMINATION),
             )
         if slots:

@@ -10,11 +10,18 @@ environment (pydantic-settings), so CI, the CLI and the UI can change a run with
 like a block plus ``_``: ``quality_dir`` would have read as ``quality.dir``, so the rules folder *is*
 ``quality.dir``. Secrets are never read from here into logs: only their environment variable *names*
 travel in config.
+
+Every setting is honoured or refused, at load, before anything is written: a ``STOCK_LAKEHOUSE_*`` name
+that is no setting (and none of ``OTHER_ENV_NAMES``) is refused with the closest name (pydantic-settings
+would ignore it), the calendar is built as runs build it, and ``spark.conf`` may not set the keys the
+pipeline pins (``lakehouse/spark_pins.py``).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -55,7 +62,16 @@ class SparkSettings(BaseModel):
     app_name: str = "stock-lakehouse"
     shuffle_partitions: int = Field(4, ge=1)
     driver_memory: str = "2g"
+    #: extra Spark settings; the keys the pipeline pins (``lakehouse/spark_pins.py``) are refused
     conf: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("conf")
+    @classmethod
+    def _not_pinned(cls, value: dict[str, str]) -> dict[str, str]:
+        from stock_lakehouse.lakehouse.spark_pins import check_conf
+
+        check_conf(value)
+        return value
 
 
 class SyntheticSettings(BaseModel):
@@ -94,9 +110,17 @@ class AlphaVantageSettings(BaseModel):
     extended_hours: bool = True
     entitlement: Literal["realtime", "delayed"] | None = None
     datatype: Literal["json", "csv"] = "json"
-    timeout_seconds: float = Field(30.0, gt=0)
+    #: connect timeout and the longest silence between two reads of a response: past it, the attempt fails (retried)
+    timeout_seconds: float = Field(10.0, gt=0)
+    #: retries after the first attempt; backoff waits start at backoff_seconds and double (max 60 s)
     max_retries: int = Field(4, ge=0)
     backoff_seconds: float = Field(2.0, ge=0)
+    #: the whole response of one attempt (connect, headers, body), however the server trickles it; retried
+    response_deadline_seconds: float = Field(15.0, gt=0)
+    #: the largest body accepted; a month of 1-min extended-hours bars is ~3.5 MB. Larger fails at once
+    max_response_bytes: int = Field(64 * 2**20, gt=0)
+    #: all attempts and waits of one request together: the longest a hopeless request holds a run
+    total_deadline_seconds: float = Field(110.0, gt=0)
     #: re-fetch months already in the landing zone
     refresh: bool = False
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
@@ -121,6 +145,10 @@ class AutomationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     intraday_every_minutes: int = Field(15, ge=1, le=60)
+    #: the ranged_backfill job refuses a larger symbols x weekdays selection unless told confirm_large
+    #: (W1, 50 symbols x 21 days, is 1,050; 2 symbols x 3 years is 1,530)
+    ranged_backfill_max_partitions: int = Field(1500, ge=1)
+    #: New York wall-clock time of the end-of-day run, HH:MM
     end_of_day_at: str = Field("20:15", pattern=r"^\d{1,2}:\d{2}$")
     freshness_max_lag_minutes: int = Field(30, ge=1)
     anomaly_price_change_pct: float = Field(8.0, gt=0)
@@ -131,6 +159,22 @@ class AutomationSettings(BaseModel):
     #: evaluate the sensors as of this instant (ISO 8601, UTC if no offset) instead of the wall
     #: clock: for replays of recorded sessions and for checking a deployment's sensors outside market hours
     clock_utc: str | None = None
+
+    @field_validator("end_of_day_at")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        hour, minute = (int(part) for part in value.split(":"))
+        if hour > 23 or minute > 59:
+            raise ValueError(f"{value!r} is not a time of day (HH:MM, 00:00 to 23:59, New York)")
+        return f"{hour:02d}:{minute:02d}"
+
+    @field_validator("alert_webhook_env")
+    @classmethod
+    def _not_a_setting(cls, value: str) -> str:
+        setting = setting_read_from(value)
+        if setting is not None:
+            raise ValueError(f"{value!r} would be read as the setting {setting}: choose another variable name")
+        return value
 
     @field_validator("clock_utc")
     @classmethod
@@ -238,8 +282,30 @@ class Settings(BaseSettings):
     def _iso_date(cls, value: str) -> str:
         from datetime import date
 
-        date.fromisoformat(value)
-        return value
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value.strip()):
+            raise ValueError(f"{value!r} is not a YYYY-MM-DD date")
+        return date.fromisoformat(value.strip()).isoformat()
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, value: str) -> str:
+        from stock_lakehouse.market_calendar import check_calendar
+
+        return check_calendar(value)[0]
+
+    @model_validator(mode="after")
+    def _start_in_calendar(self) -> Settings:
+        from datetime import date
+
+        from stock_lakehouse.market_calendar import check_calendar
+
+        _, first, last = check_calendar(self.calendar)
+        start = date.fromisoformat(self.partitions_start)
+        if not first <= start <= last:
+            raise ValueError(
+                f"partitions_start {start} is outside the sessions calendar {self.calendar} covers ({first} to {last})"
+            )
+        return self
 
     @property
     def lake(self):
@@ -259,6 +325,78 @@ def environment_settings() -> dict[str, Any]:
     return EnvSettingsSource(Settings)()
 
 
+#: The ``STOCK_LAKEHOUSE_*`` environment variables the project reads that are no setting, with what reads
+#: them. Any other ``STOCK_LAKEHOUSE_*`` name that is no setting is refused at load (a typo is no silent
+#: default), except the variable ``automation.alert_webhook_env`` names.
+OTHER_ENV_NAMES: dict[str, str] = {
+    "STOCK_LAKEHOUSE_CONFIG": "the settings file to load",
+    "STOCK_LAKEHOUSE_IVY_DIR": "the Ivy cache of the Delta and S3A jars (lakehouse/spark.py)",
+    "STOCK_LAKEHOUSE_ALERT_WEBHOOK": "the alert webhook's URL (automation.alert_webhook_env's default)",
+    "STOCK_LAKEHOUSE_CACHE": "the download cache of docker/images/build.sh",
+}
+
+
+def _blocks() -> dict[str, type[BaseModel]]:
+    """Top-level settings that are blocks of settings (``spark``, ``s3``, ...), by name."""
+    return {
+        name: field.annotation
+        for name, field in Settings.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    }
+
+
+def setting_env_names() -> dict[str, str]:
+    """Every environment variable naming a setting (upper case) -> the setting, dotted."""
+    names = {ENV_PREFIX + name.upper(): name for name in Settings.model_fields}
+    for block, model in _blocks().items():
+        names |= {f"{ENV_PREFIX}{block.upper()}_{key.upper()}": f"{block}.{key}" for key in model.model_fields}
+    return names
+
+
+def setting_read_from(env_name: str) -> str | None:
+    """The (dotted) setting the environment variable ``env_name`` is read as, existing or not, or None when
+    it is not read as a setting (``STOCK_LAKEHOUSE_S3_ENDPIONT`` -> ``s3.endpiont``)."""
+    upper = env_name.upper()
+    if not upper.startswith(ENV_PREFIX):
+        return None
+    rest = upper[len(ENV_PREFIX) :].lower()
+    if rest in Settings.model_fields:
+        return rest
+    block = next((b for b in _blocks() if rest.startswith(b + "_")), None)
+    return f"{block}.{rest[len(block) + 1 :]}" if block else None
+
+
+def unknown_env_names(environ: dict[str, str], webhook_env: str) -> list[str]:
+    """A problem for each ``STOCK_LAKEHOUSE_*`` variable of ``environ`` that is no setting, none of
+    ``OTHER_ENV_NAMES`` and not ``webhook_env``; each names the closest known name when one is close."""
+    settings = setting_env_names()
+    known = set(settings) | set(OTHER_ENV_NAMES) | {webhook_env.upper()}
+    # Compared without the common prefix, which would make every name look alike.
+    tails = {n[len(ENV_PREFIX) :]: n for n in sorted(known) if n.startswith(ENV_PREFIX)}
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known:
+            continue
+        read_as = setting_read_from(name)
+        problem = f"{name} is no setting" + (f" ({read_as})" if read_as and "." in read_as else "")
+        close = difflib.get_close_matches(upper[len(ENV_PREFIX) :], list(tails), n=1)
+        if close:
+            match = tails[close[0]]
+            problem += f"; did you mean {match}" + (f" ({settings[match]})" if match in settings else "") + "?"
+        problems.append(problem)
+    return problems
+
+
+def _webhook_env(*sources: dict[str, Any]) -> str:
+    """``automation.alert_webhook_env`` as the first of ``sources`` (highest first) that sets it gives it."""
+    for source in sources:
+        block = source.get("automation")
+        if isinstance(block, dict) and isinstance(block.get("alert_webhook_env"), str):
+            return block["alert_webhook_env"]
+    return AutomationSettings.model_fields["alert_webhook_env"].default
+
+
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node = data
     *parents, leaf = dotted.split(".")
@@ -273,9 +411,16 @@ def config_file_path() -> Path | None:
     if env:
         path = Path(env).expanduser()
         if not path.is_file():
-            raise SettingsError(f"STOCK_LAKEHOUSE_CONFIG points to {path}, which is not a file")
+            raise SettingsError(f"invalid settings ($STOCK_LAKEHOUSE_CONFIG, --config): {path} is not a file")
         return path
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def _problem(error: Any) -> str:
+    """One of pydantic's errors as ``setting: what is wrong`` (a check of several settings names them)."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {message}" if where else message
 
 
 def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
@@ -296,9 +441,16 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise SettingsError(f"{path}: not valid YAML: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise SettingsError(f"invalid settings ({path}): not valid YAML{where}: {problem}") from None
+        except (OSError, UnicodeDecodeError) as exc:  # a folder, unreadable, not text
+            raise SettingsError(f"invalid settings ({path}): cannot be read: {exc}") from None
         if not isinstance(loaded, dict):
-            raise SettingsError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
+            raise SettingsError(
+                f"invalid settings ({path}): expected a mapping of settings, got {type(loaded).__name__}"
+            )
         data = loaded
         # Relative folders in a config file are relative to the working directory, like the CLI's options.
     cli: dict[str, Any] = {}
@@ -306,18 +458,20 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
         if value is not None:
             _set_dotted(cli, dotted, value)
     try:
-        from_env = sorted(environment_settings())
+        env_values = environment_settings()
     except SourceError as exc:  # a block given as JSON that is not JSON
         raise SettingsError(f"invalid settings (environment, ${ENV_PREFIX}*): {exc}") from None
+    unknown = unknown_env_names(dict(os.environ), _webhook_env(cli, env_values, data))
+    if unknown:  # pydantic-settings would ignore a misspelled top-level name
+        raise SettingsError(f"invalid settings (environment, ${ENV_PREFIX}*): {'; '.join(unknown)}")
+    from_env = sorted(env_values)
     if from_env:
         origin += f" + environment ({', '.join(from_env)})"
     token = _file_values.set(data)
     try:
         settings = Settings(**cli)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise SettingsError(f"invalid settings ({origin}): {problems}") from None
     finally:
         _file_values.reset(token)

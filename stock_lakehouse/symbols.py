@@ -14,7 +14,9 @@ import re
 from collections.abc import Iterable
 
 _SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9.\-]{0,19}")
-_INTERVAL = re.compile(r"(1|5|15|30|60)min|daily")
+#: Bar intervals and their length in minutes: the one table of intervals. A bar's label must lie on its
+#: interval's grid (a whole multiple of these minutes since midnight), see ``transforms.to_silver``.
+INTERVAL_MINUTES = {"1min": 1, "5min": 5, "15min": 15, "30min": 30, "60min": 60, "daily": 24 * 60}
 _MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
 
@@ -54,8 +56,8 @@ def validate_symbols(values: Iterable[object], where: str) -> list[str]:
 def validate_interval(raw: object, where: str) -> str:
     """A bar interval (``1min`` ... ``60min`` or ``daily``), or an error naming it and its origin."""
     value = str(raw).strip()
-    if not _INTERVAL.fullmatch(value):
-        raise ValueError(f"invalid interval {value[:40]!r} from {where}: expected 1min, 5min, 15min, 30min, 60min")
+    if value not in INTERVAL_MINUTES:
+        raise ValueError(f"invalid interval {value[:40]!r} from {where}: expected one of {', '.join(INTERVAL_MINUTES)}")
     return value
 
 

@@ -16,6 +16,7 @@ from stock_lakehouse.automation.schedules import build_end_of_day_schedule, buil
 from stock_lakehouse.automation.sensors import (
     build_anomaly_sensor,
     build_check_failure_sensor,
+    build_dead_run_sensor,
     build_freshness_sensor,
     build_run_failure_sensor,
     build_symbol_sync_sensor,
@@ -29,6 +30,7 @@ from stock_lakehouse.lakehouse.spark import SparkResource
 from stock_lakehouse.partitions import bars_partitions
 from stock_lakehouse.quality.checks import build_quality_checks
 from stock_lakehouse.quality.gates import QualityGate
+from stock_lakehouse.recovery import RunWorker
 from stock_lakehouse.settings import API_KEY_ENV, Settings, load_settings
 
 # The one job that materializes the tables: Dagster's implicit asset job. The UI's Materialize button
@@ -62,6 +64,9 @@ def build_source(settings: Settings, landing: LandingZone, ingestion: IngestionC
         timeout_seconds=av.timeout_seconds,
         max_retries=av.max_retries,
         backoff_seconds=av.backoff_seconds,
+        response_deadline_seconds=av.response_deadline_seconds,
+        max_response_bytes=av.max_response_bytes,
+        total_deadline_seconds=av.total_deadline_seconds,
         refresh=av.refresh,
         per_second=av.budget.per_second,
         per_minute=av.budget.per_minute,
@@ -81,6 +86,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         conf=settings.spark.conf,
     )
     lake = settings.lake
+    run_worker = RunWorker()
     landing = LandingZone(lake=lake)
     ingestion = IngestionConfig(
         interval=settings.interval,
@@ -96,7 +102,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "clock": Clock(fixed_utc=settings.automation.clock_utc),
         "spark": spark,
         "lake": lake,
-        "io_manager": DeltaIOManager(lake=lake, spark=spark),
+        "run_worker": run_worker,
+        "io_manager": DeltaIOManager(lake=lake, spark=spark, worker=run_worker),
         "bar_source": build_source(settings, landing, ingestion),
         "landing": landing,
         "ingestion": ingestion,
@@ -117,6 +124,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     # Every process that runs this pipeline builds these definitions first: from here on, a ranged
     # step's partition events reach the event log storage as batches (see event_storage.py).
     enable_event_batching()
+    # Loaded here (not given): the code location's own config, which the symbol sync re-reads every tick.
+    reread = (lambda: load_settings().all_symbols) if settings is None else None
     settings = settings or load_settings()
     partitions_def = bars_partitions(settings.partitions_start)
     assets = build_table_assets(partitions_def)
@@ -144,7 +153,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             build_end_of_day_schedule(LAKEHOUSE_JOB, symbols, settings.calendar, auto.end_of_day_at),
         ],
         sensors=[
-            build_symbol_sync_sensor(symbols),
+            build_dead_run_sensor(),
+            build_symbol_sync_sensor(symbols, reread),
             build_freshness_sensor(symbols, settings.interval, auto.freshness_max_lag_minutes, settings.calendar),
             build_run_failure_sensor(),
             build_check_failure_sensor([key for c in checks for key in c.check_keys]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -22,6 +23,135 @@ os.environ.setdefault("SPARK_CONF_DIR", str(Path(__file__).resolve().parent / "s
 
 for _category in (dg.BetaWarning, dg.PreviewWarning):
     warnings.filterwarnings("ignore", category=_category)
+
+# ---------------------------------------------------------------- lanes: tests marked by what they start
+
+#: The markers naming a service a test starts (see pyproject.toml). `make check` runs the tests with none.
+SERVICE_MARKERS = ("spark", "minio", "postgres", "browser", "daemon", "compose")
+
+#: Fixtures that start a service, with its marker. ``item.fixturenames`` holds every fixture a test uses,
+#: directly or through other fixtures (``nvda_lake`` uses ``spark``): a test using one is marked by it.
+#: A test starting a service in its own body (``chromium()``, ``postgres_server()``, a CLI subprocess that
+#: runs ``materialize``) is marked in its module.
+SERVICE_FIXTURES = {
+    "spark": "spark",
+    "built_lake": "spark",  # test_dashboard: run_materialize in this process
+    "minio": "minio",
+    "pg_homes": "postgres",  # test_event_storage
+    "deployment": "daemon",  # test_operations_e2e: `dagster dev`
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = {SERVICE_FIXTURES[f] for f in getattr(item, "fixturenames", ()) if f in SERVICE_FIXTURES}
+        for name in sorted(names - {m.name for m in item.iter_markers()}):
+            item.add_marker(name)
+
+
+#: Process names (``/proc/<pid>/comm``, 15 characters at most) of the services above.
+SERVICE_PROGRAMS = {
+    *("java", "spark-submit", "chromium", "chromedriver", "minio", "postgres", "initdb", "pg_ctl"),
+    *("dagster", "dagster-webserv", "dagster-daemon"),
+}
+
+
+class ServiceWatch:
+    """Polls this process's descendants for service programs while the current test runs: a session whose
+    tests carry no service marker (`make check`) fails the test that starts one anyway."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self.current: str | None = None
+        self.seen: dict[int, tuple[str, str]] = {}  # pid -> (program, test)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="service-watch", daemon=True)
+
+    @staticmethod
+    def _descendants(root: int) -> dict[int, str]:
+        children: dict[int, list[tuple[int, str]]] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            children.setdefault(ppid, []).append((int(entry.name), name))
+        found, todo = {}, [root]
+        while todo:
+            for pid, name in children.get(todo.pop(), ()):
+                found[pid] = name
+                todo.append(pid)
+        return found
+
+    def scan(self, test: str | None) -> None:
+        for pid, name in self._descendants(os.getpid()).items():
+            if name in SERVICE_PROGRAMS and pid not in self.seen:
+                self.seen[pid] = (name, test or "between tests")
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.scan(self.current)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.scan(None)
+
+    def started_by(self, test: str | None) -> list[str]:
+        test = test or "between tests"
+        return sorted({f"{name} (pid {pid})" for pid, (name, t) in self.seen.items() if t == test})
+
+
+_watch: ServiceWatch | None = None
+
+
+def pytest_collection_finish(session):
+    """Watch for services when no selected test may start one (not in an xdist controller: no items)."""
+    global _watch
+    marked = any(m.name in SERVICE_MARKERS for item in session.items for m in item.iter_markers())
+    if session.items and not marked and Path("/proc/self/stat").exists():
+        _watch = ServiceWatch()
+        _watch.start()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if _watch is not None:
+        _watch.current = item.nodeid
+    try:
+        return (yield)
+    finally:
+        if _watch is not None:
+            _watch.current = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    result = yield
+    if _watch is not None:
+        _watch.scan(item.nodeid)  # what is still running now; the poll saw what came and went
+        started = _watch.started_by(item.nodeid)
+        if started:
+            raise AssertionError(
+                f"{item.nodeid} started {', '.join(started)} without a service marker "
+                f"({', '.join(SERVICE_MARKERS)}): mark it (conftest.py SERVICE_FIXTURES, or in its module)"
+            )
+    return result
+
+
+def pytest_sessionfinish(session):
+    if _watch is not None:
+        _watch.stop()
+        if _watch.started_by(None):
+            print(f"\nservices started between tests: {', '.join(_watch.started_by(None))}")
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +192,15 @@ def minio(tmp_path_factory):
 
     with minio_server(tmp_path_factory.mktemp("minio")) as env:
         yield env
+
+
+@pytest.fixture()
+def screenshot_dir(tmp_path) -> Path:
+    """Where browser tests save screenshots: the test's temp folder, so a test run never rewrites tracked
+    files; ``$SCREENSHOT_DIR`` (relative to the repository) when set: `make screenshots` refreshes docs/."""
+    folder = os.environ.get("SCREENSHOT_DIR")
+    if not folder:
+        return tmp_path
+    path = REPO / folder
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -37,6 +37,45 @@ def bars_from_json(path: Path) -> pd.DataFrame:
     return df
 
 
+def bars_from_payloads(paths: list[Path], interval_minutes: int = 1) -> pd.DataFrame:
+    """Bars of several recorded responses, one per (symbol, instant), as DESIGN §6 and §13 say.
+
+    Every entry is read, repeated keys included (``object_pairs_hook``), and its label read as the instant it
+    names (``pd.Timestamp``). Of entries naming one instant, the response with the newest ``Last Refreshed``
+    wins, and inside one response the later entry. ``on_grid`` and ``whole_volume`` say whether the label
+    lies on the interval's grid and the volume is a whole number (both required of a valid stock bar).
+    """
+    entries = []
+    for path in paths:
+        doc = dict(json.loads(Path(path).read_text(), object_pairs_hook=list))
+        meta = dict(doc["Meta Data"])
+        refreshed = pd.Timestamp(meta["3. Last Refreshed"])
+        key = next(k for k in doc if k.startswith("Time Series"))
+        for position, (label, fields) in enumerate(doc[key]):
+            v = dict(fields)
+            volume = float(v["5. volume"])
+            entries.append(
+                {
+                    "symbol": meta["2. Symbol"],
+                    "ts": pd.Timestamp(label),
+                    "refreshed": refreshed,
+                    "position": position,
+                    "open": float(v["1. open"]),
+                    "high": float(v["2. high"]),
+                    "low": float(v["3. low"]),
+                    "close": float(v["4. close"]),
+                    "volume": volume,
+                    "whole_volume": volume.is_integer(),
+                }
+            )
+    df = pd.DataFrame(entries).sort_values(["symbol", "ts", "refreshed", "position"])
+    df = df.drop_duplicates(["symbol", "ts"], keep="last").reset_index(drop=True)
+    minutes = df.ts.dt.hour * 60 + df.ts.dt.minute
+    df["on_grid"] = (df.ts.dt.second == 0) & (df.ts.dt.microsecond == 0) & (minutes % interval_minutes == 0)
+    df["trade_date"] = df["ts"].dt.date
+    return df.drop(columns=["refreshed", "position"])
+
+
 def _session(ts: pd.Timestamp, close: time) -> str:
     t = ts.time()
     if t < time(9, 30):
@@ -49,6 +88,8 @@ def _valid(r) -> bool:
     if any(v is None or (isinstance(v, float) and math.isnan(v)) or v <= 0 for v in vals):
         return False
     if r.volume is None or r.volume < 0:
+        return False
+    if not getattr(r, "on_grid", True) or not getattr(r, "whole_volume", True):
         return False
     eps = 1e-4 * r.close
     return r.low <= r.high and r.low <= min(r.open, r.close) + eps and max(r.open, r.close) <= r.high + eps

@@ -159,12 +159,38 @@ class WebhookReceiver:
 @contextlib.contextmanager
 def dagster_dev(dagster_home: Path, env: dict[str, str]) -> Iterator[str]:
     """``dagster dev`` (webserver + daemon + code server) on loopback; yields the base URL."""
+    with dagster_dev_process(dagster_home, env) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def dagster_dev_process(
+    dagster_home: Path, env: dict[str, str], log_name: str = "dagster_dev.log"
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``dagster dev`` as :func:`dagster_dev`, yielding the base URL and the process (for crash tests)."""
     port = free_port()
     cmd = [bin_path("dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")]
     full_env = {**os.environ, **env, "DAGSTER_HOME": str(dagster_home)}
-    with logged_process(cmd, dagster_home / "dagster_dev.log", full_env) as proc:
+    with logged_process(cmd, dagster_home / log_name, full_env) as proc:
         wait_http(f"http://127.0.0.1:{port}/server_info", timeout=180, proc=proc)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, their children, ...), from ``/proc``'s parent links."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(raw[raw.rindex(")") + 2 :].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [child for child, parent in parents.items() if parent in frontier]
+        found += kids
+        frontier = kids
+    return found
 
 
 @contextlib.contextmanager

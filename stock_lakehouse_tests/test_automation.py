@@ -205,3 +205,32 @@ def test_ranged_backfill_refuses_hostile_launchpad_config_before_touching_anythi
     message = failure.step_failure_data.error.message
     assert named in message.splitlines()[0], message
     assert instance.get_dynamic_partitions("symbols") == [] and not lake.exists()
+
+
+def test_ranged_backfill_refuses_a_selection_over_the_cap_before_any_spark(defs, lake, monkeypatch):
+    """3 years of 2 symbols asks for confirm_large: refused in the step's first lines, no JVM started (the
+    test process has none, and has none after), nothing registered or written; confirmed, it proceeds to
+    the run service (which then refuses dates before partitions_start, also before any Spark)."""
+    from pyspark import SparkContext
+
+    monkeypatch.setenv("STOCK_LAKEHOUSE_AUTOMATION_RANGED_BACKFILL_MAX_PARTITIONS", "1500")
+    job = defs.resolve_job_def("ranged_backfill")
+    instance = dg.DagsterInstance.ephemeral()
+    config = {"symbols": ["AAA", "BBB"], "start": "2021-01-04", "end": "2023-12-29"}
+    had_jvm = SparkContext._active_spark_context is not None
+    result = job.execute_in_process(
+        instance=instance, run_config={"ops": {"materialize_ranges": {"config": config}}}, raise_on_error=False
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    first = failure.step_failure_data.error.message.splitlines()[0]
+    assert "1,560 partitions (2 symbol(s) x 2021-01-04..2023-12-29)" in first, first  # 156 weeks x 5 x 2
+    assert "ranged_backfill_max_partitions=1,500: set confirm_large: true" in first, first
+    assert (SparkContext._active_spark_context is not None) == had_jvm
+    assert instance.get_dynamic_partitions("symbols") == [] and not lake.exists()
+    confirmed = {**config, "end": "2999-01-01", "confirm_large": True}
+    result = job.execute_in_process(
+        instance=instance, run_config={"ops": {"materialize_ranges": {"config": confirmed}}}, raise_on_error=False
+    )
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "is before partitions_start" in failure.step_failure_data.error.message  # past the cap

@@ -12,14 +12,13 @@ import pytest
 
 from stock_lakehouse_tests.conftest import NVDA_SAMPLE, REPO
 
-pytestmark = pytest.mark.spark
 
-
-def cli(*args, env, cwd):
+def cli(*args, env, cwd, timeout=600):
     exe = Path(sys.executable).with_name("stock-lakehouse")
-    return subprocess.run([str(exe), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+    return subprocess.run([str(exe), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.spark
 def test_cli_one_symbol_eight_days_is_one_run_and_one_spark_session(tmp_path):
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("STOCK_LAKEHOUSE_") or k == "STOCK_LAKEHOUSE_IVY_DIR"
@@ -93,6 +92,84 @@ def test_cli_errors_name_the_problem(tmp_path):
     bad_cfg.write_text("source: ftp\n")
     wrong = cli("--config", str(bad_cfg), "materialize", "--start", "2024-03-01", env=env, cwd=tmp_path)
     assert wrong.returncode != 0 and "c.yaml" in wrong.stderr and "source" in wrong.stderr
+
+
+def test_backfill_without_a_webserver_ends_in_one_line(tmp_path):
+    """The GraphQL client's connection errors (no webserver, or one that went away while `backfill` waited
+    on it: the orchestrator crash test covers that) are one line, not httpx's traceback."""
+    from stock_lakehouse_tests.services import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    done = cli(
+        "backfill", "--url", url, "--symbols", "NVDA", "--start", "2024-03-04", env=settings_env(tmp_path), cwd=REPO
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"Error: Dagster webserver at {url}/graphql unreachable"), line
+
+
+PINNED_TZ = '{"spark.sql.session.timeZone": "America/New_York"}'
+
+#: Each command that loads settings, with a wrong setting (environment, or the file's text) and what its
+#: one line must say.
+BAD_SETTING_RUNS = [
+    (["show", "gold"], {"STOCK_LAKEHOUSE_LAKE_ROOOT": "x"}, None, "STOCK_LAKEHOUSE_LAKE_ROOOT is no setting"),
+    (["sql", "SELECT 1"], {}, "calendar: NYSEE\n", "calendar: 'NYSEE' is not an exchange_calendars calendar"),
+    (["dashboard", "--port", "0"], {"STOCK_LAKEHOUSE_SPARK_CONF": PINNED_TZ}, None, "'spark.sql.session.timeZone' is"),
+    (["dashboard"], {"STOCK_LAKEHOUSE_AUTOMATION_END_OF_DAY_AT": "24:99"}, None, "automation.end_of_day_at: '24:99'"),
+    (["materialize", "--start", "2024-03-01"], {}, "symbols: [NVDA\n", "c.yaml): not valid YAML at line 2, column 1"),
+    (["demo"], {"STOCK_LAKEHOUSE_QUALITY_MAX_INVALID_SHAR": "0.1"}, None, "(quality.max_invalid_shar)"),
+    (["sync-symbols"], {"STOCK_LAKEHOUSE_SYMBOLZ": "NVDA"}, None, "did you mean STOCK_LAKEHOUSE_SYMBOLS"),
+    (["provision-store"], {}, "partitions_start: '1999-01-01'\n", "partitions_start 1999-01-01 is outside"),
+    (["backfill", "--start", "2024-03-01", "--no-wait"], {}, "calendar: AIXK\n", "calendar: 'AIXK' cannot be used"),
+]
+
+
+def settings_env(tmp_path, **extra) -> dict[str, str]:
+    ours = {k for k in os.environ if k.startswith("STOCK_LAKEHOUSE_") and k != "STOCK_LAKEHOUSE_IVY_DIR"}
+    return {**{k: v for k, v in os.environ.items() if k not in ours}, "DAGSTER_HOME": str(tmp_path / "home"), **extra}
+
+
+@pytest.mark.parametrize(("args", "env", "config", "expected"), BAD_SETTING_RUNS, ids=lambda v: str(v)[:30])
+def test_every_command_reports_a_wrong_setting_in_one_line(tmp_path, args, env, config, expected):
+    options = []
+    if config is not None:
+        (tmp_path / "c.yaml").write_text(config)
+        options = ["--config", str(tmp_path / "c.yaml")]
+    done = cli(*options, *args, env=settings_env(tmp_path, **env), cwd=tmp_path, timeout=120)
+    lines = (done.stdout + done.stderr).splitlines()
+    assert done.returncode == 1 and len(lines) == 1, (done.returncode, lines)
+    assert lines[0].startswith("error: invalid settings (") and expected in lines[0], lines[0]
+
+
+def test_every_command_loading_settings_is_covered():
+    """A command added later that loads settings gets a case above (the one-line report is the group's)."""
+    from stock_lakehouse.cli import main
+
+    without_settings = {"bench", "setup-jars"}  # the benchmark's own workloads; the jars only
+    assert set(main.commands) - without_settings == {args[0] for args, *_ in BAD_SETTING_RUNS}
+
+
+def test_materialize_refuses_a_pinned_spark_key_before_writing(tmp_path):
+    config = tmp_path / "x.yaml"
+    config.write_text("spark:\n  conf:\n    spark.driver.extraJavaOptions: -Duser.timezone=America/New_York\n")
+    lake = tmp_path / "lake"
+    done = cli(
+        "--config",
+        str(config),
+        "materialize",
+        "--start",
+        "2024-03-04",
+        "--lake-root",
+        str(lake),
+        env=settings_env(tmp_path),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    lines = (done.stdout + done.stderr).splitlines()
+    assert done.returncode == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(f"error: invalid settings ({config}): spark.conf: 'spark.driver.extraJavaOptions' is")
+    assert not lake.exists() and not (tmp_path / "home").exists()  # no landing file, table or run
 
 
 def test_sync_symbols_prepares_a_new_instance_once(dagster_home, clean_env, monkeypatch):

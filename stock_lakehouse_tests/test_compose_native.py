@@ -31,7 +31,9 @@ from stock_lakehouse_tests.services import (
     wait_http,
 )
 
-pytestmark = pytest.mark.spark
+# MinIO comes from its fixture (conftest.py); the rest starts in the test: PostgreSQL, a code server, the
+# webserver and the daemon, whose runs start JVMs.
+pytestmark = [pytest.mark.spark, pytest.mark.postgres, pytest.mark.daemon]
 
 
 def test_compose_topology_runs_natively(minio, tmp_path):

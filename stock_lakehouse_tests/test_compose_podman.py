@@ -94,6 +94,43 @@ def _gold(env: dict):
         return read_table("s3a://lake/lake", "gold", s3=S3Location(endpoint="http://127.0.0.1:9000"))
 
 
+def _kill_code_server_mid_run(env: dict) -> float:
+    """Kill the code container during a run and start it again; returns seconds from the restart until
+    the dead run is FAILURE (by the recovery sensor) and its partitions' re-run has succeeded."""
+    day = date(2024, 3, 7)
+    backfill_id = launch_backfill(f"{URL}/graphql", SYMBOLS, day, day, title="killed mid-run")
+    deadline = time.monotonic() + 600
+    while True:  # started, with its worker recorded (the code container's host name, "code")
+        rows = _psql(
+            "SELECT r.run_id FROM runs r JOIN run_tags t ON t.run_id = r.run_id "
+            "WHERE r.status = 'STARTED' AND t.key = 'stock_lakehouse/worker_run' AND t.value = r.run_id"
+        )
+        if rows:
+            (dead,) = rows
+            break
+        assert time.monotonic() < deadline, "no run of the backfill started"
+        time.sleep(0.5)
+    _run(["podman", "kill", _ctr("code")])
+    restarted = time.monotonic()
+    _run(["podman", "start", _ctr("code")])
+    while _psql(f"SELECT status FROM runs WHERE run_id = '{dead}'") != ["FAILURE"]:
+        assert time.monotonic() - restarted < 300, "the killed run is not failed 300 s after the restart"
+        time.sleep(2)
+    recovered = time.monotonic() - restarted
+    failure = dg.DagsterEventType.RUN_FAILURE.value  # stored under its old name, PIPELINE_FAILURE
+    message = " ".join(
+        _psql(f"SELECT event FROM event_logs WHERE run_id = '{dead}' AND dagster_event_type = '{failure}'")
+    )
+    assert "recover_dead_runs sensor" in message, message
+    wait_backfill(f"{URL}/graphql", backfill_id, timeout=600)  # ends (failed: its run died)
+    again = launch_backfill(f"{URL}/graphql", SYMBOLS, day, day, title="after the restart")
+    status = wait_backfill(f"{URL}/graphql", again, timeout=900)
+    assert status["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), status
+    gold = _gold(env)
+    assert sorted(gold[gold.trade_date == day].symbol) == SYMBOLS
+    return recovered
+
+
 def test_compose_runs_with_podman(tmp_path, dagster_home, clean_env):
     for port in (3000, 9000, 9001):
         with socket.socket() as s:
@@ -179,6 +216,12 @@ def test_compose_runs_with_podman(tmp_path, dagster_home, clean_env):
         listed = graphql(f"{URL}/graphql", "{ runsOrError { ... on Runs { results { runId status } } } }")
         runs = listed["runsOrError"]["results"]
         assert sorted(r["runId"] for r in runs if r["status"] == "SUCCESS") == run_ids
+
+        # The code server's container killed while it executes a run (its run workers die with it), then
+        # restarted: the recover_dead_runs sensor fails the run, and the same backfill then completes.
+        t = time.monotonic()
+        timings["code_killed_mid_run"] = _kill_code_server_mid_run(env)
+        timings["crash_recovery_total"] = time.monotonic() - t
     finally:
         subprocess.run([*down, "-v"], cwd=REPO, capture_output=True, timeout=600)
         (tmp_path / "compose-timings.json").write_text(json.dumps(timings, indent=1))

@@ -183,16 +183,20 @@ def test_freshness_table_takes_the_latest_date_and_bar_per_table():
 def bad_bars() -> pa.Table:
     """Bars failing each kind of partition rule, with NaN and infinity kept apart from null (Arrow)."""
     nan, inf = float("nan"), float("inf")
+    # The last two AAA bars are flagged by silver itself: a label off the interval's grid, and a fractional
+    # stock volume (nulled there, so it must count as fractional, not as missing).
     return pa.table(
         {
-            "symbol": ["AAA"] * 6 + ["BBB"] * 2,
-            "trade_date": [D1] * 8,
-            "open": [1.0, None, nan, 1.0, 1.0, 1.0, 1.0, 1.0],
-            "high": [2.0, 2.0, 2.0, inf, 0.5, 2.0, 2.0, 2.0],
-            "low": [0.5, 0.5, 0.5, 0.5, 1.0, 0.5, 0.5, 0.5],
-            "close": [1.0, 1.0, 1.0, 1.0, 1.0, None, 1.0, 1.0],
-            "volume": pa.array([1, -1, None, 2, 3, 4, 5, 6], pa.int64()),
-            "session": ["regular"] * 8,
+            "symbol": ["AAA"] * 6 + ["BBB"] * 2 + ["AAA"] * 2,
+            "trade_date": [D1] * 10,
+            "open": [1.0, None, nan, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+            "high": [2.0, 2.0, 2.0, inf, 0.5, 2.0, 2.0, 2.0, 2.0, 2.0],
+            "low": [0.5, 0.5, 0.5, 0.5, 1.0, 0.5, 0.5, 0.5, 0.5, 0.5],
+            "close": [1.0, 1.0, 1.0, 1.0, 1.0, None, 1.0, 1.0, 1.0, 1.0],
+            "volume": pa.array([1, -1, None, 2, 3, 4, 5, 6, 7, None], pa.int64()),
+            "session": ["regular"] * 10,
+            "dq_reason": [None] * 8 + ["off_grid", "fractional_volume"],
+            "is_valid": [True] + [False] * 5 + [True] * 2 + [False] * 2,
         }
     )
 
@@ -200,16 +204,20 @@ def bad_bars() -> pa.Table:
 def test_duckdb_verdicts_apply_the_silver_rules_without_spark():
     rules = load_suite(QUALITY_DIR / "silver.yml").partition_rules
     got = {v.partition.symbol: v for v in judge_partitions_duckdb(bad_bars(), rules, 0.01).values()}
-    assert (got["AAA"].bars, got["AAA"].invalid, got["AAA"].withheld) == (6, 5, True)
+    assert (got["AAA"].bars, got["AAA"].invalid, got["AAA"].withheld) == (8, 7, True)
     assert got["AAA"].by_rule == {
         "silver_open_high_low_present": 1,
         "silver_volume_not_negative": 1,
-        "silver_volume_present": 1,
+        "silver_volume_present": 1,  # the null volume, not the fractional one
+        "silver_volume_whole": 1,
+        "silver_bar_on_grid": 1,
         "silver_prices_finite": 2,  # the NaN open and the infinite high, not counted as missing
         "silver_low_not_above_high": 1,
         "silver_close_present": 1,
     }
-    assert (got["BBB"].invalid, got["BBB"].withheld) == (0, False)
+    # Warning rules are counted per partition, apart: they withhold nothing.
+    assert got["AAA"].warned == {"silver_invalid_bars": 7, "silver_bar_range_consistent": 2}
+    assert (got["BBB"].invalid, got["BBB"].withheld, got["BBB"].warned) == (0, False, {})
 
 
 @pytest.mark.spark
@@ -222,6 +230,7 @@ def test_duckdb_and_spark_reach_the_same_verdicts(spark):
         [T.StructField("symbol", T.StringType()), T.StructField("trade_date", T.DateType())]
         + [T.StructField(c, T.DoubleType()) for c in ("open", "high", "low", "close")]
         + [T.StructField("volume", T.LongType()), T.StructField("session", T.StringType())]
+        + [T.StructField("dq_reason", T.StringType()), T.StructField("is_valid", T.BooleanType())]
     )
     # Row by row from Arrow: NaN stays NaN and null stays None on the way into Spark.
     frame = spark.createDataFrame([tuple(r[c] for c in schema.names) for r in bars.to_pylist()], schema)
@@ -242,6 +251,73 @@ def test_dashboard_command_serves_on_loopback_by_default():
     params = {p.name: p for p in main.commands["dashboard"].params}
     assert (params["host"].default, params["port"].default) == ("127.0.0.1", 8050)
     assert "--lake-root" in params["lake_root"].opts
+
+
+def _status(app) -> str:
+    """The status line of the page's layout (built on each page load)."""
+
+    def find(node):
+        if getattr(node, "id", None) == "status":
+            return node.children
+        kids = getattr(node, "children", None)
+        for kid in kids if isinstance(kids, list) else [kids]:
+            if kid is not None and not isinstance(kid, str) and (found := find(kid)) is not None:
+                return found
+        return None
+
+    return find(app.layout())
+
+
+def test_an_empty_view_says_why(tmp_path):
+    """Start after end, no bars of the symbol in the range, no symbol at all, an unreadable lake: each
+    page says so in its status line (a silver table of two days written with delta-rs, no Spark)."""
+    from deltalake import write_deltalake
+
+    from stock_lakehouse.dashboard.app import create_app, view
+    from stock_lakehouse.dashboard.data import LakeData
+    from stock_lakehouse.lakehouse.lake import Lake
+    from stock_lakehouse.quality.gates import QualityGate
+
+    ts = pd.to_datetime(["2024-03-04 14:30", "2024-03-05 14:30"], utc=True)
+    bars = pa.table(
+        {
+            "symbol": ["AAA", "AAA"],
+            "trade_date": [D1, D2],
+            "ts_utc": pa.array(ts),
+            "ts_local": pa.array(ts.tz_convert("America/New_York").tz_localize(None)),
+            "open": [1.0, 1.0],
+            "high": [2.0, 2.0],
+            "low": [0.5, 0.5],
+            "close": [1.5, 1.5],
+            "volume": pa.array([10, 10], pa.int64()),
+            "session": ["regular", "regular"],
+            "is_valid": [True, True],
+            "dq_reason": pa.array([None, None], pa.string()),
+        }
+    )
+    silver = tmp_path / "lake" / "silver" / "stock_clean"
+    write_deltalake(str(silver), bars, partition_by=["symbol", "trade_date"])
+    gate = QualityGate(rules_file=str(QUALITY_DIR / "silver.yml"), max_invalid_share=0.01)
+    data = LakeData(Lake(root=str(tmp_path / "lake")), PRICE_PCT, VOLUME_MULTIPLE, gate)
+
+    assert _status(create_app(data)) == ""
+    assert view(data, "AAA", D1, D2)[-1] == ""  # bars to show: no note
+    assert view(data, "AAA", D2, D1)[-1].startswith("the start 2024-03-05 is after the end 2024-03-04")
+    assert view(data, "AAA", date(2024, 4, 1), None)[-1] == (
+        "no bars of AAA from 2024-04-01 on: it has bars from 2024-03-04 to 2024-03-05"
+    )
+    assert view(data, "AAA", date(2024, 3, 6), date(2024, 3, 8))[-1].startswith("no bars of AAA from 2024-03-06 to")
+    assert view(data, "ZZZ", None, None)[-1] == f"ZZZ has no bars in silver under {tmp_path / 'lake'}"
+    nowhere = LakeData(Lake(root=str(tmp_path / "nowhere")), PRICE_PCT, VOLUME_MULTIPLE, gate)
+    assert _status(create_app(nowhere)) == f"no symbol has bars in silver under {tmp_path / 'nowhere'} yet"
+
+    # A data file the log lists is gone: an error, not an empty "no data" page.
+    next(silver.rglob("trade_date=2024-03-04/*.parquet")).unlink()
+    status = view(data, "AAA", None, None)[-1]
+    assert status.startswith("cannot read the lake: OSError: cannot read table") and "not found" in status, status
+    # A log that cannot be parsed: the page (not only the charts) says so.
+    next(silver.glob("_delta_log/*.json")).write_text("{not json")
+    assert _status(create_app(data)).startswith("cannot read the lake: OSError: cannot read the Delta table at")
 
 
 # ---------------------------------------------------------------- (b) the page in a real browser
@@ -332,6 +408,7 @@ def table_rows(driver, table_id: str) -> list[list[str]]:
     return [[td.text for td in row.find_elements(By.TAG_NAME, "td")] for row in rows]
 
 
+@pytest.mark.browser  # starts Chromium in its body
 @pytest.mark.spark
 def test_the_page_shows_charts_anomalies_quarantine_and_freshness(built_lake, tmp_path):
     from selenium.webdriver.common.by import By
@@ -394,6 +471,7 @@ def test_the_page_shows_charts_anomalies_quarantine_and_freshness(built_lake, tm
 # ---------------------------------------------------------------- (c) the same data from MinIO
 
 
+@pytest.mark.browser  # starts Chromium in its body
 @pytest.mark.spark
 def test_data_access_on_minio_equals_the_local_lake(built_lake, minio, tmp_path, clean_env, monkeypatch):
     from stock_lakehouse.dashboard.data import LakeData

@@ -1,6 +1,6 @@
 """What the UI shows of each table asset: its layer as the group, and the column schema enforced on write."""
 
-from stock_lakehouse.assets import keys, show_command
+from stock_lakehouse.assets import LARGE_SELECTIONS, keys, show_command
 from stock_lakehouse.cli import main
 from stock_lakehouse.lakehouse import schemas
 from stock_lakehouse.settings import load_settings
@@ -34,6 +34,7 @@ def test_each_asset_description_ends_with_a_show_command_the_cli_accepts(clean_e
         for key in asset.keys:
             description = asset.descriptions_by_key[key]
             assert description.endswith(show_command(key)), description
+            assert LARGE_SELECTIONS in description and defs.resolve_job_def("ranged_backfill") is not None
             command = description.rsplit("`", 2)[-2].split()
             assert command[:2] == ["stock-lakehouse", "show"]
             ctx = show.make_context("show", command[2:])  # raises on an unknown table or option

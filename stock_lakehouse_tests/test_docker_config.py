@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from stock_lakehouse.settings import API_KEY_ENV, environment_settings
+from stock_lakehouse.settings import API_KEY_ENV, OTHER_ENV_NAMES, environment_settings
 from stock_lakehouse_tests.conftest import REPO
 
 DOCKER = REPO / "docker"
@@ -46,7 +46,7 @@ def test_every_env_name_used_is_provided(monkeypatch):
         assert instance_envs <= provided, (svc, instance_envs - provided)
         # Every setting compose gives from the environment is one the settings read.
         for name in provided:
-            if name.startswith("STOCK_LAKEHOUSE_") and name != "STOCK_LAKEHOUSE_ALERT_WEBHOOK":
+            if name.startswith("STOCK_LAKEHOUSE_") and name not in OTHER_ENV_NAMES:
                 with monkeypatch.context() as env:
                     for other in [n for n in os.environ if n.startswith("STOCK_LAKEHOUSE_")]:
                         env.delenv(other)

@@ -145,7 +145,7 @@ def pg_homes(tmp_path, monkeypatch):
         yield out
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_same_records_as_dagsters_storage_with_compact_check_plans(backend, request, monkeypatch):
     homes = request.getfixturevalue("homes" if backend == "sqlite" else "pg_homes")
     ours_class = SqliteEventLogStorage if backend == "sqlite" else PostgresEventLogStorage

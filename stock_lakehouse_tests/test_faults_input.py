@@ -33,6 +33,7 @@ from stock_lakehouse.symbols import validate_symbol
 from stock_lakehouse.wiring import build_definitions, lakehouse_job
 from stock_lakehouse_tests.conftest import FIXTURES, NVDA_SAMPLE, REPO
 from stock_lakehouse_tests.fake_alphavantage import FakeAlphaVantage
+from stock_lakehouse_tests.reference import assert_frames_close, bars_from_payloads, bi_reference, gold_reference
 from stock_lakehouse_tests.test_transforms import bronze_row, silver_of
 
 pytestmark = pytest.mark.faults
@@ -377,7 +378,15 @@ def test_sub_second_and_odd_labels_parse_or_are_flagged(spark):
     ]
     bad = silver[silver["ts_local"].isna()]
     assert len(bad) == 2 and (bad["dq_reason"] == "bad_timestamp").all() and not bad["is_valid"].any()
-    assert parsed["is_valid"].all() and (parsed["session"] == "regular").all()
+    assert (parsed["session"] == "regular").all()
+    # A fraction past the minute is off a 1-minute series' grid (DESIGN §13): parsed, but not a bar of it.
+    reasons = dict(zip(parsed["ts_local"].dt.strftime("%H:%M:%S.%f"), parsed["dq_reason"], strict=True))
+    assert reasons == {
+        "12:23:00.999000": "off_grid",
+        "12:24:00.500000": "off_grid",
+        "12:25:00.000000": None,
+        "12:26:00.000000": None,
+    }
     # the UTC instant is the New York wall clock moved by the EST offset (+5 h in March before DST)
     assert parsed["ts_utc"].min() == pd.Timestamp("2024-03-04 17:23:00.999")
 
@@ -417,3 +426,93 @@ def test_preview_metadata_renders_hostile_values_as_text():
     for cell_line in cells:  # every Markdown/HTML character of the values is escaped
         assert not re.search(r"(?<!\\)[<>\[\]()`]", cell_line), cell_line
     assert "\\<img src=x onerror=alert\\(1\\)\\>" in table and "a\\|b c" in table
+
+
+# --- what a bar is (DESIGN §13) ----------------------------------------------------------------------------
+
+
+@pytest.mark.spark
+def test_off_grid_bars_and_respelled_instants_never_reach_gold(nvda_lake, tmp_path):
+    """Crafted recordings: bars between the 1-minute slots, one instant spelled three ways in one response
+    and again in a newer response, a fractional stock volume. Gold and BI equal an independent reference
+    over the on-grid, de-duplicated bars; the offenders are counted with their reason; 3 bad bars of ~960
+    are under the 1% partition threshold, so the run is not blocked."""
+    lake, before = nvda_lake
+    replay = tmp_path / "crafted"
+    replay.mkdir()
+    doc = json.loads(one_day_of_sample("2024-03-04"))
+    series = doc["Time Series (1min)"]
+    noon = dict(series["2024-03-04 12:00:00"])
+    huge = {**noon, "5. volume": "50000000"}  # would multiply the day's volume if it were summed
+    series["2024-03-04 10:00:30"] = huge  # seconds past the minute
+    series["2024-03-04 11:15:00.250"] = huge  # a fraction past the minute
+    series["2024-03-04 12:00"] = {**noon, "5. volume": "1"}  # 12:00:00 again, a later entry...
+    series["2024-03-04T12:00:00.000"] = {**noon, "4. close": noon["2. high"], "5. volume": "777"}  # ...the last
+    series["2024-03-04 13:00:00"] = {**series["2024-03-04 13:00:00"], "5. volume": "12.7"}
+    (replay / "day.json").write_text(json.dumps(doc))
+    fourteen = dict(series["2024-03-04 14:00:00"])
+    newer = {
+        "Meta Data": {**doc["Meta Data"], "3. Last Refreshed": "2024-03-13 09:00:00"},
+        "Time Series (1min)": {
+            "2024-03-04T14:00:00": {**fourteen, "4. close": fourteen["3. low"], "5. volume": "4321"}
+        },
+    }
+    (replay / "refresh.json").write_text(json.dumps(newer))
+
+    ok, summary, error = materialize(
+        lake, ["NVDA"], "2024-03-04", "2024-03-04", source="replay", replay_dir=str(replay)
+    )
+    assert ok, error
+    assert not summary.withheld
+    assert summary.metadata["bronze"]["duplicate_instant"] == 2  # "12:00" and "T12:00:00.000" repeat 12:00:00
+    assert summary.checks["bronze_no_duplicate_bar_in_a_payload"][:2] == (False, "WARN")
+    assert summary.checks["bronze_no_duplicate_bar_in_a_payload"][2]["soda_value"] == 2
+
+    silver = read_table(str(lake), "silver")
+    day = silver[silver["trade_date"] == date(2024, 3, 4)]
+    assert not day.duplicated(["symbol", "ts_utc"]).any()
+    by_minute = day.set_index(day["ts_local"].dt.strftime("%H:%M:%S.%f"))
+    assert int(by_minute.loc["12:00:00.000000", "volume"]) == 777  # the payload's last spelling of 12:00
+    assert int(by_minute.loc["14:00:00.000000", "volume"]) == 4321  # the newer response's
+    reasons = day["dq_reason"].dropna().str.split(";").explode().value_counts().to_dict()
+    assert reasons.get("off_grid") == 2 and reasons.get("fractional_volume") == 1, reasons
+    assert by_minute.loc["13:00:00.000000", "volume"] is None or pd.isna(by_minute.loc["13:00:00.000000", "volume"])
+
+    sample = bars_from_payloads([NVDA_SAMPLE])
+    crafted = bars_from_payloads([replay / "day.json", replay / "refresh.json"])
+    bars = pd.concat([sample[sample.trade_date != date(2024, 3, 4)], crafted], ignore_index=True)
+    expected_gold = gold_reference(bars)
+    assert int(expected_gold.set_index("trade_date").loc[date(2024, 3, 4), "invalid_bar_count"]) == 3
+    gold_columns = [f for f in expected_gold.columns if f not in ("symbol", "trade_date")]
+    assert_frames_close(read_table(str(lake), "gold"), expected_gold, gold_columns)
+    # BI of the run's day (later days' windows are the next run's business; they stay as they were)
+    expected_bi = bi_reference(expected_gold)
+    bi_columns = [c for c in expected_bi.columns if c not in ("symbol", "trade_date")]
+    bi = read_table(str(lake), "bi")
+    assert_frames_close(
+        bi[bi.trade_date == date(2024, 3, 4)], expected_bi[expected_bi.trade_date == date(2024, 3, 4)], bi_columns
+    )
+    assert_unchanged(before, lake, except_={("NVDA", date(2024, 3, 4))})
+
+
+@pytest.mark.spark
+def test_the_grid_follows_the_interval(spark):
+    rows = [
+        bronze_row(ts, "10", "11", "9", "10.5", "1")
+        for ts in ("2024-03-04 10:00:00", "2024-03-04 10:05:00", "2024-03-04 10:07:00", "2024-03-04 11:00:00")
+    ]
+    for row in rows:
+        row["interval"] = "5min"
+    hourly = bronze_row("2024-03-04 10:30:00", "10", "11", "9", "10.5", "1")
+    hourly["interval"] = "60min"
+    silver = silver_of(spark, [*rows, hourly])
+    got = dict(
+        zip(silver["ts_local"].dt.strftime("%H:%M") + " " + silver["interval"], silver["dq_reason"], strict=True)
+    )
+    assert got == {
+        "10:00 5min": None,
+        "10:05 5min": None,
+        "10:07 5min": "off_grid",
+        "11:00 5min": None,
+        "10:30 60min": "off_grid",
+    }

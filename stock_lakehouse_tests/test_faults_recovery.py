@@ -26,6 +26,8 @@ from stock_lakehouse.recovery import (
     HOST_TAG,
     PID_TAG,
     PROCESS_START_TAG,
+    WORKER_RUN_TAG,
+    RunWorker,
     boot_id,
     process_start_ticks,
     process_tags,
@@ -153,7 +155,7 @@ def test_recovery_fails_only_dead_runs_of_this_host_and_frees_their_slots(tmp_pa
     write_instance_config(home)
     instance = dg.DagsterInstance.from_config(str(home))
     storage = instance.event_log_storage
-    me = process_tags()
+    me = {k: v for k, v in process_tags("-").items() if k != WORKER_RUN_TAG}
     dead_pid, dead_ticks = _dead_pid()
     dead = {**me, PID_TAG: str(dead_pid), PROCESS_START_TAG: f"{boot_id()}:{dead_ticks}"}
     runs = {
@@ -163,16 +165,26 @@ def test_recovery_fails_only_dead_runs_of_this_host_and_frees_their_slots(tmp_pa
         "earlier_boot": {**me, PROCESS_START_TAG: f"another-boot:{process_start_ticks(os.getpid())}"},
         "alive": me,
         "other_host": {**dead, HOST_TAG: "elsewhere"},
-        "reexecution": {**dead, "dagster/parent_run_id": "dead"},
+        # A re-execution's copy of its parent's tags names the parent's worker, not its own...
+        "reexecution": {**dead, WORKER_RUN_TAG: "dead", "dagster/parent_run_id": "dead"},
+        # ...as did copies made before worker tags named their run.
+        "legacy_reexecution": {**dead, "dagster/parent_run_id": "dead"},
+        # A re-execution whose own worker recorded itself, then died.
+        "reexecution_recorded": {**dead, "dagster/parent_run_id": "dead"},
         "untagged": {},
     }
+    for run_id in ("dead", "reused_pid", "earlier_boot", "alive", "other_host", "reexecution_recorded"):
+        runs[run_id] = {**runs[run_id], WORKER_RUN_TAG: run_id}
     for run_id, tags in runs.items():
         instance.add_run(dg.DagsterRun(job_name="j", run_id=run_id, status=dg.DagsterRunStatus.STARTED, tags=tags))
         key = f"delta_{run_id}"
         storage.initialize_concurrency_limit_to_default(key)
         assert storage.claim_concurrency_slot(key, run_id, "step").is_claimed
     # A finished run of a dead process that still holds a slot (e.g. recovery cut off before freeing it).
-    instance.add_run(dg.DagsterRun(job_name="j", run_id="finished", status=dg.DagsterRunStatus.FAILURE, tags=dead))
+    finished_tags = {**dead, WORKER_RUN_TAG: "finished"}
+    instance.add_run(
+        dg.DagsterRun(job_name="j", run_id="finished", status=dg.DagsterRunStatus.FAILURE, tags=finished_tags)
+    )
     storage.initialize_concurrency_limit_to_default("delta_finished")
     assert storage.claim_concurrency_slot("delta_finished", "finished", "step").is_claimed
 
@@ -182,13 +194,14 @@ def test_recovery_fails_only_dead_runs_of_this_host_and_frees_their_slots(tmp_pa
         "dead": "STARTED",
         "reused_pid": "STARTED",
         "earlier_boot": "STARTED",
+        "reexecution_recorded": "STARTED",
         "finished": "FAILURE",
     }
     status = {r.run_id: r.status for r in instance.get_runs()}
     held = {r: bool(storage.get_concurrency_info(f"delta_{r}").claimed_slots) for r in status}
-    for run_id in ("dead", "reused_pid", "earlier_boot", "finished"):
+    for run_id in ("dead", "reused_pid", "earlier_boot", "reexecution_recorded", "finished"):
         assert status[run_id] == dg.DagsterRunStatus.FAILURE and not held[run_id], run_id
-    for run_id in ("alive", "other_host", "reexecution", "untagged"):
+    for run_id in ("alive", "other_host", "reexecution", "legacy_reexecution", "untagged"):
         assert status[run_id] == dg.DagsterRunStatus.STARTED and held[run_id], run_id
     (failure,) = instance.all_logs("dead", of_type=dg.DagsterEventType.RUN_FAILURE)
     assert f"pid {dead_pid} on" in failure.dagster_event.message
@@ -293,3 +306,71 @@ def test_run_killed_inside_silver_is_failed_frees_its_slot_and_its_spark_temp_fo
         pd.testing.assert_frame_equal(
             _rows(env, table, "2024-03-01", "2024-03-01"), untouched[table], check_like=True, obj=table
         )
+
+
+def test_every_run_records_its_worker_when_its_resources_start(tmp_path):
+    """A run launched anywhere (here: in process, as the daemon's run worker executes it) names its worker
+    in its tags before its first step: RunWorker's setup, which the IO manager and every op job depend on."""
+    home = tmp_path / "home"
+    home.mkdir()
+    write_instance_config(home)
+    instance = dg.DagsterInstance.from_config(str(home))
+    seen: dict[str, str] = {}
+
+    @dg.op
+    def first_step(context, run_worker: RunWorker) -> None:
+        seen.update(instance.get_run_by_id(context.run_id).tags)
+
+    @dg.job(resource_defs={"run_worker": RunWorker()}, executor_def=dg.in_process_executor)
+    def job():
+        first_step()
+
+    result = job.execute_in_process(
+        instance=instance, tags={**process_tags("the-parent"), "dagster/parent_run_id": "p"}
+    )
+    assert seen[WORKER_RUN_TAG] == result.run_id and seen[PID_TAG] == str(os.getpid())
+    assert seen[PROCESS_START_TAG] == process_tags(result.run_id)[PROCESS_START_TAG]
+    # The definitions wire it where every run passes: the IO manager and each op job.
+    from stock_lakehouse.settings import load_settings
+    from stock_lakehouse.wiring import build_definitions
+
+    defs = build_definitions(load_settings(overrides={"lake_root": str(tmp_path / "lake")}))
+    resources = defs.resources
+    assert resources["io_manager"].worker is resources["run_worker"]
+    for name in ("ranged_backfill", "delta_maintenance"):
+        job_def = defs.resolve_job_def(name)
+        assert all("run_worker" in node.definition.required_resource_keys for node in job_def.graph.nodes), name
+
+
+def test_the_recovery_sensor_fails_dead_runs_and_says_so(tmp_path):
+    """The always-on sensor, server-free: a tick with a dead worker's run fails it and frees its slot; a
+    tick with nothing dead says so (a sensor that silently did nothing would fail both)."""
+    from stock_lakehouse.automation.sensors import build_dead_run_sensor
+
+    home = tmp_path / "home"
+    home.mkdir()
+    write_instance_config(home)
+    instance = dg.DagsterInstance.from_config(str(home))
+    storage = instance.event_log_storage
+    dead_pid, dead_ticks = _dead_pid()
+    tags = {**process_tags("dead"), PID_TAG: str(dead_pid), PROCESS_START_TAG: f"{boot_id()}:{dead_ticks}"}
+    instance.add_run(dg.DagsterRun(job_name="j", run_id="dead", status=dg.DagsterRunStatus.STARTED, tags=tags))
+    storage.initialize_concurrency_limit_to_default("delta_bronze_intraday_bars")
+    assert storage.claim_concurrency_slot("delta_bronze_intraday_bars", "dead", "step").is_claimed
+    live = process_tags("live")
+    instance.add_run(dg.DagsterRun(job_name="j", run_id="live", status=dg.DagsterRunStatus.STARTED, tags=live))
+    sensor = build_dead_run_sensor()
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+    result = sensor(dg.build_sensor_context(instance=instance))
+
+    assert (
+        isinstance(result, dg.SkipReason) and "failed 1 run(s)" in result.skip_message and "dead" in result.skip_message
+    )
+    assert instance.get_run_by_id("dead").status == dg.DagsterRunStatus.FAILURE
+    assert instance.get_run_by_id("live").status == dg.DagsterRunStatus.STARTED
+    assert not storage.get_concurrency_info("delta_bronze_intraday_bars").claimed_slots
+    (failure,) = instance.all_logs("dead", of_type=dg.DagsterEventType.RUN_FAILURE)
+    assert "recover_dead_runs sensor" in failure.dagster_event.message
+    again = sensor(dg.build_sensor_context(instance=instance))
+    assert "has a live worker" in again.skip_message

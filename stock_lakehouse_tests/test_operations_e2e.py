@@ -1,5 +1,5 @@
 """Operations against real processes: ``dagster dev`` (webserver + daemon), a GraphQL backfill, and
-the UI in headless Chromium. Screenshots go to ``docs/``."""
+the UI in headless Chromium. Screenshots go to the test's temp folder; `make screenshots` puts them in ``docs/``."""
 
 import subprocess
 import sys
@@ -103,10 +103,9 @@ def test_backfill_launched_like_the_ui_runs_on_the_daemon(deployment):
     assert not other, statuses
 
 
-def test_ui_shows_the_asset_graph_and_silver_partitions(deployment):
+@pytest.mark.browser
+def test_ui_shows_the_asset_graph_and_silver_partitions(deployment, screenshot_dir):
     url, _, _ = deployment
-    docs = REPO / "docs"
-    docs.mkdir(exist_ok=True)
     with chromium() as driver:
         # The global lineage shows one group per layer; each group's own graph shows its tables.
         driver.get(f"{url}/asset-groups")
@@ -123,17 +122,18 @@ def test_ui_shows_the_asset_graph_and_silver_partitions(deployment):
             dismiss_community_dialog(driver)
             wait_for_text(driver, assets)
         time.sleep(2)
-        driver.save_screenshot(str(docs / "ui-asset-graph.png"))  # the gold group
+        driver.save_screenshot(str(screenshot_dir / "ui-asset-graph.png"))  # the gold group
         driver.get(f"{url}/assets/silver/stock_clean?view=partitions")
         time.sleep(3)
         dismiss_community_dialog(driver)
         # The partitions view counts the 2 symbols x 3 days the backfill materialized.
         wait_for_text(driver, ["Materialized (6)", "AAA", "BBB"])
         time.sleep(2)
-        driver.save_screenshot(str(docs / "ui-silver-partitions.png"))
+        driver.save_screenshot(str(screenshot_dir / "ui-silver-partitions.png"))
 
 
-def test_ui_check_pages_agree_per_partition(deployment, spark, tmp_path, monkeypatch, clean_env):
+@pytest.mark.browser
+def test_ui_check_pages_agree_per_partition(deployment, spark, tmp_path, monkeypatch, clean_env, screenshot_dir):
     """A CLI run over XYZ x 03-04..05 with 03-04 broken, into the deployment's instance: every check page
     of the UI tells the same story per partition (issue 15), and the run has the UI's job name."""
     url, home, lake = deployment
@@ -185,11 +185,11 @@ def test_ui_check_pages_agree_per_partition(deployment, spark, tmp_path, monkeyp
         rows = body.splitlines()
         result_of = {rows[i + 3]: rows[i] for i, row in enumerate(rows) if row in ("Passed", "Failed")}
         assert {k: result_of[k] for k in outcome} == outcome, rows
-        driver.save_screenshot(str(REPO / "docs" / "ui-check-history.png"))
+        driver.save_screenshot(str(screenshot_dir / "ui-check-history.png"))
         # Its Partitions view: the 6 backfilled partitions and XYZ 03-05 passed, XYZ 03-04 failed.
         click_text(driver, "Partitions", last=True)
         wait_for_text(driver, ["Failed (1)", "Passed (7)", "Skipped (0)"])
-        driver.save_screenshot(str(REPO / "docs" / "ui-check-partitions.png"))
+        driver.save_screenshot(str(screenshot_dir / "ui-check-partitions.png"))
         # Selecting a partition of silver shows that partition's own row count beside the run's total.
         driver.get(f"{url}/assets/silver/stock_clean?view=partitions")
         time.sleep(3)
@@ -203,7 +203,7 @@ def test_ui_check_pages_agree_per_partition(deployment, spark, tmp_path, monkeyp
         assert lines_after(body, "row_count") == ["60"] and lines_after(body, "run_row_count") == ["120"], body
         assert lines_after(body, "partition_status") == ["written"], body
         assert lines_after(body, "preview") == ["[Show Markdown]"], body  # 5 rows of the partition
-        driver.save_screenshot(str(REPO / "docs" / "ui-partition-metadata.png"))
+        driver.save_screenshot(str(screenshot_dir / "ui-partition-metadata.png"))
         # The asset's overview shows its column schema (from lakehouse/schemas.py) and how to see its rows.
         driver.get(f"{url}/assets/silver/stock_clean")
         time.sleep(3)

@@ -2,6 +2,7 @@ from datetime import date
 
 import dagster as dg
 import pytest
+import yaml
 
 from stock_lakehouse.market_calendar import is_trading_day, regular_close
 from stock_lakehouse.partitions import BarPartition, contiguous_groups, parse_keys, partition_predicate
@@ -122,6 +123,16 @@ def test_the_clock_setting_reaches_the_sensors_clock(monkeypatch, clean_env):
         ("STOCK_LAKEHOUSE_ALPHAVANTAGE_BUDGET", "{not json", "alphavantage"),
         ("STOCK_LAKEHOUSE_SYMBOLS", "NVDA,../../etc", "symbols"),
         ("STOCK_LAKEHOUSE_AUTOMATION_CLOCK_UTC", "yesterday", "automation.clock_utc"),
+        # Times and dates are checked at load, before anything is written.
+        ("STOCK_LAKEHOUSE_AUTOMATION_END_OF_DAY_AT", "24:99", "automation.end_of_day_at: '24:99' is not a time of day"),
+        ("STOCK_LAKEHOUSE_AUTOMATION_END_OF_DAY_AT", "23:60", "automation.end_of_day_at: '23:60' is not a time of day"),
+        ("STOCK_LAKEHOUSE_AUTOMATION_END_OF_DAY_AT", "8pm", "automation.end_of_day_at"),
+        ("STOCK_LAKEHOUSE_PARTITIONS_START", "1999-12-31", "partitions_start 1999-12-31 is outside the sessions"),
+        ("STOCK_LAKEHOUSE_PARTITIONS_START", "2024-02-30", "partitions_start"),
+        ("STOCK_LAKEHOUSE_PARTITIONS_START", "20240101", "partitions_start: '20240101' is not a YYYY-MM-DD date"),
+        ("STOCK_LAKEHOUSE_PARTITIONS_START", "2999-01-01", "is outside the sessions calendar XNYS covers"),
+        ("STOCK_LAKEHOUSE_AUTOMATION_CLOCK_UTC", "2024-13-01T00:00", "automation.clock_utc"),
+        ("STOCK_LAKEHOUSE_INTERVAL", "2min", "interval"),
     ],
 )
 def test_a_wrong_environment_setting_is_named(monkeypatch, clean_env, name, value, named):
@@ -130,3 +141,204 @@ def test_a_wrong_environment_setting_is_named(monkeypatch, clean_env, name, valu
         load_settings()
     first = str(info.value).splitlines()[0]
     assert named in first and "environment" in first, first
+
+
+# ---------------------------------------------------------------- every setting honoured or refused
+
+PINNED_MESSAGE = "spark.conf: 'spark.sql.session.timeZone' is pinned by the pipeline (UTC"
+
+
+def test_spark_conf_cannot_set_a_pinned_key_from_the_file(tmp_path, clean_env):
+    config = tmp_path / "x.yaml"
+    config.write_text("spark:\n  conf:\n    spark.sql.session.timeZone: America/New_York\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(config)
+    first = str(info.value).splitlines()[0]
+    assert first.startswith(f"invalid settings ({config}): {PINNED_MESSAGE}"), first
+    assert first.endswith("and cannot be set"), first
+
+
+def test_spark_conf_cannot_set_a_pinned_key_from_the_environment(monkeypatch, clean_env):
+    monkeypatch.setenv("STOCK_LAKEHOUSE_SPARK_CONF", '{"spark.sql.session.timeZone": "America/New_York"}')
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    first = str(info.value).splitlines()[0]
+    assert "environment (spark)" in first and PINNED_MESSAGE in first, first
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "spark.sql.session.timezone",  # a case variant: a key Spark would ignore, so the zone would stay UTC
+        "SPARK.DRIVER.EXTRAJAVAOPTIONS",
+        " spark.local.dir ",
+        "spark.executor.extraJavaOptions",
+        "spark.sql.legacy.timeParserPolicy",
+        "spark.sql.extensions",
+        "spark.sql.catalog.spark_catalog",
+        "spark.hadoop.fs.s3a.bucket.lake.secret.key",  # a key would be shown in the UI
+        "spark.master",  # has a setting of its own
+    ],
+)
+def test_every_pinned_key_is_refused_by_name(tmp_path, clean_env, key):
+    config = tmp_path / "x.yaml"
+    config.write_text(yaml.safe_dump({"spark": {"conf": {key: "x", "spark.driver.defaultJavaOptions": "-Xss4m"}}}))
+    with pytest.raises(SettingsError) as info:
+        load_settings(config)
+    first = str(info.value).splitlines()[0]
+    assert f"spark.conf: {key!r}" in first, first
+    assert "'spark.driver.defaultJavaOptions'" not in first, first  # allowed: not named as refused
+
+
+def test_spark_conf_keeps_the_keys_it_may_set(tmp_path, clean_env):
+    config = tmp_path / "x.yaml"
+    conf = {"spark.driver.defaultJavaOptions": "-XX:TieredStopAtLevel=1", "spark.sql.adaptive.enabled": "false"}
+    config.write_text(yaml.safe_dump({"spark": {"conf": conf}}))
+    assert load_settings(config).spark.conf == conf
+
+
+def test_the_pinned_keys_are_what_the_session_is_built_with():
+    """The pinned set and ``spark_conf`` agree: each pinned key is one the resource sets (the jar keys
+    depending on the cache and the master), to the value the pipeline needs; no JVM is started."""
+    from stock_lakehouse.lakehouse.spark import SparkResource
+    from stock_lakehouse.lakehouse.spark_pins import OWN_SETTING, PINNED_CONF
+
+    conf = SparkResource().spark_conf()
+    jar_keys = {"spark.driver.extraClassPath", "spark.jars", "spark.jars.packages", "spark.jars.ivy"}
+    assert set(PINNED_CONF) - set(conf) <= jar_keys
+    assert set(OWN_SETTING) <= set(conf)
+    assert conf["spark.sql.session.timeZone"] == "UTC"
+    assert "-Duser.timezone=UTC" in conf["spark.driver.extraJavaOptions"]
+    assert "-Duser.timezone=UTC" in conf["spark.executor.extraJavaOptions"]
+    assert f"-Djava.io.tmpdir={conf['spark.local.dir']}" in conf["spark.driver.extraJavaOptions"]
+
+
+def test_spark_resource_refuses_a_pinned_key_before_any_session(monkeypatch):
+    """Built in code or configured for one run from the Launchpad (run config), the resource refuses a
+    pinned key when it is built: the step never runs and no Spark session is started."""
+    from stock_lakehouse.lakehouse import spark as spark_module
+    from stock_lakehouse.lakehouse.spark import SparkResource, sessions_started
+
+    def no_session(*args, **kwargs):
+        raise AssertionError("a Spark session was started")
+
+    monkeypatch.setattr(spark_module, "spark_session_from_config", no_session)
+    with pytest.raises(Exception, match=r"'spark.sql.session.timeZone' is pinned by the pipeline \(UTC"):
+        SparkResource(conf={"spark.sql.session.timeZone": "America/New_York"})
+    assert SparkResource(conf={"spark.driver.defaultJavaOptions": ""}).conf  # the tests' own JVM option
+
+    ran = []
+
+    @dg.asset
+    def needs_spark(spark: SparkResource) -> None:
+        ran.append(True)
+        spark.get_session()
+
+    before = sessions_started()
+    result = dg.materialize(
+        [needs_spark],
+        resources={"spark": SparkResource()},
+        run_config={"resources": {"spark": {"config": {"conf": {"Spark.Local.Dir": "/tmp/elsewhere"}}}}},
+        raise_on_error=False,
+    )
+    assert not result.success and not ran and sessions_started() == before
+    failure = next(e for e in result.all_events if e.is_failure)
+    assert "'Spark.Local.Dir' is pinned by the pipeline" in str(failure.event_specific_data)
+
+
+@pytest.mark.parametrize(
+    ("name", "named", "suggested"),
+    [
+        ("STOCK_LAKEHOUSE_SYMBOLZ", "STOCK_LAKEHOUSE_SYMBOLZ", "STOCK_LAKEHOUSE_SYMBOLS"),
+        ("STOCK_LAKEHOUSE_LAKE_ROOOT", "STOCK_LAKEHOUSE_LAKE_ROOOT", "STOCK_LAKEHOUSE_LAKE_ROOT"),
+        ("stock_lakehouse_lake_root_", "stock_lakehouse_lake_root_", "STOCK_LAKEHOUSE_LAKE_ROOT"),
+        ("STOCK_LAKEHOUSE_CONFG", "STOCK_LAKEHOUSE_CONFG", "STOCK_LAKEHOUSE_CONFIG"),  # not a setting, still known
+        ("STOCK_LAKEHOUSE_QUALITY_MAX_INVALID_SHAR", "quality.max_invalid_shar", "quality.max_invalid_share"),
+        ("STOCK_LAKEHOUSE_SPARK_SHUFFLE_PARTITION", "spark.shuffle_partition", "spark.shuffle_partitions"),
+        ("STOCK_LAKEHOUSE_AUTOMATION_CLOCK", "automation.clock", "STOCK_LAKEHOUSE_AUTOMATION_CLOCK_UTC"),
+        ("STOCK_LAKEHOUSE_", "STOCK_LAKEHOUSE_", None),
+        ("STOCK_LAKEHOUSE_ZZZZZZZZZZ", "STOCK_LAKEHOUSE_ZZZZZZZZZZ", None),
+    ],
+)
+def test_an_environment_name_that_is_no_setting_is_refused(monkeypatch, clean_env, name, named, suggested):
+    monkeypatch.setenv(name, "")  # even empty: the name is the mistake
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    first = str(info.value).splitlines()[0]
+    assert "environment" in first and named in first, first
+    if suggested:
+        assert f"did you mean {suggested}" in first or f"({suggested})?" in first, first
+    else:
+        assert "did you mean" not in first, first
+
+
+def test_the_projects_other_environment_names_are_allowed(tmp_path, monkeypatch, clean_env):
+    from stock_lakehouse.settings import OTHER_ENV_NAMES
+
+    for name in OTHER_ENV_NAMES:
+        if name != "STOCK_LAKEHOUSE_CONFIG":  # clean_env set it to the repository's file
+            monkeypatch.setenv(name, str(tmp_path))
+    monkeypatch.setenv("stock_lakehouse_symbols", "amd")  # settings' names are case-insensitive
+    assert load_settings().symbols == ["AMD"]
+    # A webhook variable of one's own: allowed once automation.alert_webhook_env names it, from any source.
+    monkeypatch.setenv("STOCK_LAKEHOUSE_TEAM_HOOK", "https://hooks.example/x")
+    with pytest.raises(SettingsError, match="STOCK_LAKEHOUSE_TEAM_HOOK is no setting"):
+        load_settings()
+    config = tmp_path / "s.yaml"
+    config.write_text("automation: {alert_webhook_env: STOCK_LAKEHOUSE_TEAM_HOOK}\n")
+    assert load_settings(config).automation.alert_webhook_env == "STOCK_LAKEHOUSE_TEAM_HOOK"
+    assert load_settings(overrides={"automation.alert_webhook_env": "STOCK_LAKEHOUSE_TEAM_HOOK"})
+    monkeypatch.setenv("STOCK_LAKEHOUSE_AUTOMATION_ALERT_WEBHOOK_ENV", "STOCK_LAKEHOUSE_TEAM_HOOK")
+    assert load_settings().automation.alert_webhook_env == "STOCK_LAKEHOUSE_TEAM_HOOK"
+    # ... but not a name the settings would read as a setting.
+    monkeypatch.delenv("STOCK_LAKEHOUSE_TEAM_HOOK")
+    monkeypatch.setenv("STOCK_LAKEHOUSE_AUTOMATION_ALERT_WEBHOOK_ENV", "STOCK_LAKEHOUSE_S3_ENDPOINT")
+    with pytest.raises(SettingsError, match="would be read as the setting s3.endpoint"):
+        load_settings()
+
+
+def test_every_stock_lakehouse_name_the_project_uses_is_known():
+    """Each ``STOCK_LAKEHOUSE_*`` name in the code, the deployment and the docs is a setting or one of
+    ``OTHER_ENV_NAMES`` (the one list of the others), except the README's examples of refused names."""
+    import re
+
+    from stock_lakehouse.settings import OTHER_ENV_NAMES, setting_env_names, unknown_env_names
+    from stock_lakehouse_tests.conftest import REPO
+
+    refused_examples = {"STOCK_LAKEHOUSE_SYMBOLZ", "STOCK_LAKEHOUSE_LAKE_ROOOT", "STOCK_LAKEHOUSE_S3_ENDPIONT"}
+    files = [REPO / "README.md", REPO / "Makefile"]
+    for folder in ("stock_lakehouse", "docker", "config", "scripts", ".ci"):
+        files += [p for p in (REPO / folder).rglob("*") if p.is_file() and p.suffix not in (".png", ".json", ".pyc")]
+    used = set()
+    for path in files:
+        used |= set(re.findall(r"STOCK_LAKEHOUSE_[A-Z0-9_]*[A-Z0-9]", path.read_text(errors="replace")))
+    assert "STOCK_LAKEHOUSE_IVY_DIR" in used and "STOCK_LAKEHOUSE_S3_ENDPOINT" in used
+    known = set(setting_env_names()) | set(OTHER_ENV_NAMES)
+    assert used - known == refused_examples
+    assert len(unknown_env_names(dict.fromkeys(refused_examples, ""), "STOCK_LAKEHOUSE_ALERT_WEBHOOK")) == 3
+
+
+@pytest.mark.parametrize(
+    ("calendar", "message"),
+    [
+        ("NYSEE", "calendar: 'NYSEE' is not an exchange_calendars calendar; did you mean NYSE"),
+        ("XNYZ", "did you mean XNZE or XNYS?"),
+        ("", "calendar: '' is not an exchange_calendars calendar"),
+        ("AIXK", "calendar: 'AIXK' cannot be used: The earliest date"),  # exists, but not from 2000
+        ("../../etc/passwd", "is not an exchange_calendars calendar"),
+    ],
+)
+def test_a_calendar_is_checked_at_load(tmp_path, clean_env, calendar, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"calendar": calendar}))
+    with pytest.raises(SettingsError) as info:
+        load_settings(config)
+    assert message in str(info.value).splitlines()[0]
+
+
+def test_calendar_names_and_dates_are_normalized(tmp_path, clean_env, monkeypatch):
+    monkeypatch.setenv("STOCK_LAKEHOUSE_CALENDAR", "xlon")
+    monkeypatch.setenv("STOCK_LAKEHOUSE_AUTOMATION_END_OF_DAY_AT", "9:05")
+    s = load_settings()
+    assert (s.calendar, s.automation.end_of_day_at) == ("XLON", "09:05")
+    assert is_trading_day(date(2024, 3, 4), s.calendar)

@@ -31,11 +31,17 @@ def defined_checks(defs: dg.Definitions) -> dict[dg.AssetKey, set[str]]:
     return out
 
 
+#: The checks written in Python beside each table's SodaCL rules (``quality/checks.py``).
+PYTHON_CHECKS = {
+    "silver": {"silver_regular_bars_every_trading_day"},
+    **{layer: {f"{layer}_partition_withheld"} for layer in ("gold", "bi", "signals")},
+}
+
+
 def test_every_sodacl_rule_is_one_check(clean_env):
     checks = defined_checks(build_definitions(load_settings()))
     for layer, names in rule_names().items():
-        extra = {"silver_regular_bars_every_trading_day"} if layer == "silver" else set()
-        assert checks[LAYERS[layer]] == set(names) | extra
+        assert checks[LAYERS[layer]] == set(names) | PYTHON_CHECKS.get(layer, set())
 
 
 def test_adding_a_rule_to_a_yaml_file_adds_a_check(tmp_path, clean_env, monkeypatch):
@@ -94,7 +100,7 @@ def test_sample_passes_and_bad_payload_is_withheld_from_gold(spark, tmp_path, la
     overrides = {"lake_root": str(lake), "source": "replay", "replay_dir": str(rec)}
     ok, summary, error = run_materialize(["NVDA"], date(2024, 3, 1), date(2024, 3, 5), overrides)
     assert ok, error
-    expected = {n for names in rule_names().values() for n in names} | {"silver_regular_bars_every_trading_day"}
+    expected = {n for names in rule_names().values() for n in names} | set().union(*PYTHON_CHECKS.values())
     assert set(summary.checks) == expected
     assert all(passed for passed, _, _ in summary.checks.values()), {
         n: c for n, c in summary.checks.items() if not c[0]
@@ -144,6 +150,7 @@ query {
 """
 
 
+@pytest.mark.daemon  # a dagster-webserver
 def test_webserver_lists_one_check_per_rule(dagster_home, clean_env):
     from stock_lakehouse_tests.services import dagster_webserver, graphql
 
@@ -154,4 +161,4 @@ def test_webserver_lists_one_check_per_rule(dagster_home, clean_env):
         checks = {c["name"]: c["blocking"] for c in listed[tuple(LAYERS[layer].path)]}
         for rule in load_suite(QUALITY_DIR / f"{layer}.yml").rules:
             assert checks[rule.name] is (not rule.warn_only and rule.gate == "table"), rule.name
-        assert set(checks) - set(names) <= {"silver_regular_bars_every_trading_day"}
+        assert set(checks) - set(names) <= PYTHON_CHECKS.get(layer, set())

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from stock_lakehouse.assets.keys import SILVER
+from stock_lakehouse.assets.keys import BI, GOLD, SIGNALS, SILVER
 from stock_lakehouse.cli import main
 from stock_lakehouse.ingestion.synthetic import intraday_payload
 from stock_lakehouse.lakehouse.reader import read_table
@@ -91,6 +91,20 @@ def test_a_withheld_partition_never_stops_the_others(spark, tmp_path, lake, dags
     assert run.job_name == LAKEHOUSE_JOB  # the job the UI's Materialize and backfills launch
     check = dg.AssetCheckKey(SILVER, "silver_low_not_above_high")
     history = instance.event_log_storage.get_asset_check_execution_history(check, limit=100)
+    status = {r.partition: r.status.value for r in history if r.run_id == run.run_id}
+    assert status.pop(f"{DAY}|XYZ") == "FAILED"
+    assert len(status) == 5 and set(status.values()) == {"SUCCEEDED"}, status
+    # Gold, BI and signals each fail a check for the withheld partition (their rows are the previous ones),
+    # and only for it.
+    for asset_key, name in ((GOLD, "gold"), (BI, "bi"), (SIGNALS, "signals")):
+        check = dg.AssetCheckKey(asset_key, f"{name}_partition_withheld")
+        history = instance.event_log_storage.get_asset_check_execution_history(check, limit=100)
+        status = {r.partition: r.status.value for r in history if r.run_id == run.run_id}
+        assert status.pop(f"{DAY}|XYZ") == "FAILED", name
+        assert len(status) == 5 and set(status.values()) == {"SUCCEEDED"}, (name, status)
+    # A warning rule is judged per partition too: the clean days are not reported with XYZ's bars.
+    warning = dg.AssetCheckKey(SILVER, "silver_invalid_bars")
+    history = instance.event_log_storage.get_asset_check_execution_history(warning, limit=100)
     status = {r.partition: r.status.value for r in history if r.run_id == run.run_id}
     assert status.pop(f"{DAY}|XYZ") == "FAILED"
     assert len(status) == 5 and set(status.values()) == {"SUCCEEDED"}, status
@@ -209,3 +223,32 @@ def test_partition_rules_must_say_which_bar_fails(tmp_path):
     assert conditions["silver_volume_not_negative"] == "(volume IS NOT NULL AND (volume < 0.0))"
     assert conditions["silver_low_not_above_high"] == "(low > high)"
     assert "silver_schema" not in conditions and "silver_ts_parsed" not in conditions
+
+
+def test_a_warning_rule_is_counted_per_partition_and_withholds_nothing():
+    """Bars failing only warning rules (here: off their range by more than a basis point, flagged invalid)
+    are counted per partition, and however many there are, the partition is not withheld."""
+    import pyarrow as pa
+
+    from stock_lakehouse.quality.gates import judge_partitions_duckdb
+
+    n = 10
+    bars = pa.table(
+        {
+            "symbol": ["AAA"] * n + ["BBB"] * n,
+            "trade_date": [date.fromisoformat(DAY)] * (2 * n),
+            "open": [10.0] * (2 * n),
+            "high": [10.5] * n + [11.0] * n,  # AAA: close 11 above high 10.5
+            "low": [9.0] * (2 * n),
+            "close": [11.0] * n + [10.5] * n,
+            "volume": pa.array([100] * (2 * n), pa.int64()),
+            "session": ["regular"] * (2 * n),
+            "dq_reason": ["high_below_open_or_close"] * n + [None] * n,
+            "is_valid": [False] * n + [True] * n,
+        }
+    )
+    rules = load_suite(QUALITY_DIR / "silver.yml").partition_rules
+    got = {v.partition.symbol: v for v in judge_partitions_duckdb(bars, rules, 0.01).values()}
+    assert got["AAA"].warned == {"silver_invalid_bars": n, "silver_bar_range_consistent": n}
+    assert (got["AAA"].invalid, got["AAA"].withheld, got["AAA"].by_rule) == (0, False, {})
+    assert (got["BBB"].warned, got["BBB"].withheld) == ({}, False)

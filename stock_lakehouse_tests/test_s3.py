@@ -14,7 +14,7 @@ from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.materialize import run_materialize
 from stock_lakehouse_tests.conftest import NVDA_SAMPLE, REPO
 
-pytestmark = pytest.mark.spark
+# Marked by their fixtures (conftest.py): minio, and spark for the tests that run the pipeline.
 
 
 def s3(env) -> S3Location:
@@ -262,3 +262,26 @@ def test_provision_store_refuses_hostile_names_before_touching_the_store(
     assert expected in first, out.output
     assert "app-secret-value-1" not in out.output and minio["AWS_SECRET_ACCESS_KEY"] not in out.output
     assert {b["Name"] for b in admin.list_buckets()["Buckets"]} == before  # nothing created
+
+
+def test_the_readmes_bucket_snippet_runs_as_pasted(minio, tmp_path):
+    """README's MinIO section: the line creating the bucket, run by bash from the repository (its
+    ``.venv/bin/python``) with the environment ``scripts/minio.sh start`` prints. The session's MinIO already
+    has bucket ``lake``, so the snippet is given a new bucket name, its only change."""
+    import uuid
+
+    (line,) = [ln for ln in (REPO / "README.md").read_text().splitlines() if "create_bucket" in ln]
+    snippet = line.split("   #", 1)[0]  # the comment after the command
+    assert snippet.startswith(".venv/bin/python -c ") and snippet.count("Bucket='lake'") == 1, snippet
+    bucket = f"readme-{uuid.uuid4().hex[:12]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOCK_LAKEHOUSE_")} | minio
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", snippet.replace("Bucket='lake'", f"Bucket='{bucket}'")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    s3(minio).boto3_client(keys=(minio["AWS_ACCESS_KEY_ID"], minio["AWS_SECRET_ACCESS_KEY"])).head_bucket(Bucket=bucket)

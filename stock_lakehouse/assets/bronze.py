@@ -8,6 +8,7 @@ import pandas as pd
 from stock_lakehouse.assets.keys import BRONZE, TABLE_ASSET_ARGS, layer, table_metadata, writer_pool
 from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.ingestion.landing import LandingZone
+from stock_lakehouse.ingestion.parser import repeated_instants
 from stock_lakehouse.ingestion.sources import BarSource
 from stock_lakehouse.lakehouse import schemas
 from stock_lakehouse.lakehouse.io_manager import TableWrite
@@ -17,16 +18,24 @@ from stock_lakehouse.partitions import dates_by_symbol, describe_partitions, par
 
 def collect_bronze_rows(
     fetched, wanted: dict[str, list], landing: LandingZone, ingested_at: datetime
-) -> tuple[pd.DataFrame, int]:
-    """Bars of the wanted (symbol, dates) from fetched payloads, each payload landed first."""
+) -> tuple[pd.DataFrame, int, dict[str, int]]:
+    """Bars of the wanted (symbol, dates) from fetched payloads, each payload landed first.
+
+    Returns:
+        The rows, the number of payloads used, and per payload (its origin) how many of its wanted bars
+        repeat an instant named earlier in it (silver keeps the later one).
+    """
     frames = []
     payloads = 0
+    repeats: dict[str, int] = {}
     for payload, parsed in fetched:
         days = set(wanted.get(parsed.symbol, ()))
         bars = parsed.bars[parsed.bars["trade_date"].isin(days)]
         if bars.empty:
             continue
         payloads += 1
+        if n := repeated_instants(bars["ts"]):
+            repeats[payload.origin] = n
         uri = landing.store(payload, parsed)
         frames.append(
             bars.assign(
@@ -42,11 +51,11 @@ def collect_bronze_rows(
             )
         )
     if not frames:
-        return pd.DataFrame(columns=[f.name for f in schemas.BRONZE.fields]), 0
+        return pd.DataFrame(columns=[f.name for f in schemas.BRONZE.fields]), 0, repeats
     pdf = pd.concat(frames, ignore_index=True)
     pdf["bar_seq"] = pdf["bar_seq"].astype("int32")
     pdf["ingested_at"] = pd.Timestamp(ingested_at)
-    return pdf[[f.name for f in schemas.BRONZE.fields]], payloads
+    return pdf[[f.name for f in schemas.BRONZE.fields]], payloads, repeats
 
 
 def build_bronze_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
@@ -71,9 +80,14 @@ def build_bronze_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asset
         rows they have (``TableWrite.keep_if_present``) unless ``allow_empty_overwrite`` is set."""
         parts = parse_keys(context.partition_keys)
         wanted = dates_by_symbol(parts)
-        pdf, payloads = collect_bronze_rows(
+        pdf, payloads, repeats = collect_bronze_rows(
             bar_source.fetch(wanted, ingestion.interval), wanted, landing, datetime.now(UTC)
         )
+        if repeats:
+            context.log.warning(
+                f"{sum(repeats.values())} bar(s) repeat an instant already in their payload (silver keeps "
+                "the later entry): " + "; ".join(f"{origin}: {n}" for origin, n in list(repeats.items())[:10])
+            )
         counts = pdf.groupby(["symbol", "trade_date"]).size().to_dict() if len(pdf) else {}
         closed = [p for p in parts if not ingestion.is_trading_day(p.symbol, p.trade_date)]
         empty = [p for p in parts if not counts.get((p.symbol, p.trade_date))]
@@ -102,6 +116,8 @@ def build_bronze_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asset
             {
                 "source": type(bar_source).__name__,
                 "payloads": payloads,
+                # entries naming an instant their payload already named (DESIGN §13: one bar per instant)
+                "duplicate_instant": sum(repeats.values()),
                 "market_closed": bool(parts) and len(closed) == len(parts),
                 "market_closed_dates": sorted({p.trade_date.isoformat() for p in closed}),
                 "trading_partitions_without_bars": [str(p.key) for p in empty_open[:100]],

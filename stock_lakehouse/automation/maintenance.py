@@ -7,6 +7,7 @@ from stock_lakehouse.lakehouse.io_manager import table_exists
 from stock_lakehouse.lakehouse.lake import TABLES, Lake
 from stock_lakehouse.lakehouse.maintenance import MIN_RETAIN_HOURS, ZORDER_BY, maintain_table
 from stock_lakehouse.lakehouse.spark import SparkResource
+from stock_lakehouse.recovery import RunWorker
 
 
 class MaintenanceConfig(dg.Config):
@@ -18,7 +19,13 @@ def _maintenance_op(table: str) -> dg.OpDefinition:
     folder = "/".join(key.path)
 
     @dg.op(name=f"maintain_{'_'.join(key.path)}", pool=writer_pool(key), description=f"OPTIMIZE and VACUUM {folder}.")
-    def maintain(context: dg.OpExecutionContext, config: MaintenanceConfig, spark: SparkResource, lake: Lake) -> None:
+    def maintain(
+        context: dg.OpExecutionContext,
+        config: MaintenanceConfig,
+        spark: SparkResource,
+        lake: Lake,
+        run_worker: RunWorker,
+    ) -> None:
         session = lake.configure_spark(spark.get_session())
         uri = lake.table_uri(key)
         if not table_exists(session, uri):

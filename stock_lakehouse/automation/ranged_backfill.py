@@ -12,11 +12,12 @@ run list (range tags, per-partition materializations and check results), so noth
 them from any other backfill.
 """
 
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 from pydantic import Field
 
+from stock_lakehouse.recovery import RunWorker
 from stock_lakehouse.symbols import validate_symbols
 
 RANGED_BACKFILL_JOB = "ranged_backfill"
@@ -30,6 +31,10 @@ class RangedBackfillConfig(dg.Config):
     )
     start: str = Field(description="First trade date, YYYY-MM-DD.")
     end: str = Field(default="", description="Last trade date, YYYY-MM-DD (empty: start).")
+    confirm_large: bool = Field(
+        default=False,
+        description="Required for a selection of more than automation.ranged_backfill_max_partitions partitions.",
+    )
 
 
 def _parse_day(value: str, field: str) -> date:
@@ -40,9 +45,15 @@ def _parse_day(value: str, field: str) -> date:
 
 
 @dg.op(description="Materialize every table for the configured symbols x dates as ranged runs of the asset job.")
-def materialize_ranges(context: dg.OpExecutionContext, config: RangedBackfillConfig) -> None:
-    """Run the selection through ``run_materialize`` in this process; fail naming the first cause."""
+def materialize_ranges(context: dg.OpExecutionContext, config: RangedBackfillConfig, run_worker: RunWorker) -> None:
+    """Run the selection through ``run_materialize`` in this process; fail naming the first cause.
+
+    ``run_worker`` records this process as the run's worker (its inner runs record it too): a crash
+    of the process fails them all through recovery (``recovery.py``)."""
+    import numpy as np
+
     from stock_lakehouse.materialize import MaterializeError, run_materialize
+    from stock_lakehouse.settings import load_settings
     from stock_lakehouse.symbols import InvalidSymbolError
 
     try:
@@ -51,6 +62,18 @@ def materialize_ranges(context: dg.OpExecutionContext, config: RangedBackfillCon
         raise dg.Failure(str(exc)) from None
     start = _parse_day(config.start, "start")
     end = _parse_day(config.end, "end") if config.end else start
+    # Refused here, before any definitions load or Spark session starts: a mistyped year must not start
+    # hours of work (nor cost more than this step's process).
+    settings = load_settings()
+    cap = settings.automation.ranged_backfill_max_partitions
+    # Weekdays by numpy's day arithmetic: pandas' nanosecond timestamps overflow past 2262 (a typed year).
+    weekdays = int(np.busday_count(start, end + timedelta(days=1))) if start <= end else 0
+    count = len(symbols or settings.all_symbols) * weekdays
+    if count > cap and not config.confirm_large:
+        raise dg.Failure(
+            f"{count:,} partitions ({len(symbols or settings.all_symbols)} symbol(s) x {start}..{end}) is more "
+            f"than automation.ranged_backfill_max_partitions={cap:,}: set confirm_large: true to run it"
+        )
     try:
         ok, summary, error = run_materialize(symbols, start, end, overrides={}, instance=context.instance)
     except MaterializeError as exc:

@@ -218,8 +218,9 @@ def create_app(data: LakeData) -> dash.Dash:
     def layout() -> html.Div:
         try:
             symbols, problem = data.symbols(), None
-        except OSError as exc:
+        except Exception as exc:  # the page says why it is empty; the log gets one line, never a key
             symbols, problem = [], f"cannot read the lake: {_problem(exc)}"
+            logger.error("dashboard: listing the symbols failed: %s", problem)
         rules = (
             f"anomalies: |price change| > {data.anomaly_price_change_pct:g} % or volume > "
             f"{data.anomaly_volume_multiple:g}x its 7-day average; withheld: more than "
@@ -250,7 +251,11 @@ def create_app(data: LakeData) -> dash.Dash:
                     ],
                     style={"display": "flex", "gap": "12px", "alignItems": "center", "flexWrap": "wrap"},
                 ),
-                html.Div(problem or ("" if symbols else "no symbol has bars in silver yet"), id="status", style=_NOTE),
+                html.Div(
+                    problem or ("" if symbols else f"no symbol has bars in silver under {data.lake.uri} yet"),
+                    id="status",
+                    style=_NOTE,
+                ),
                 dcc.Loading(
                     [
                         dcc.Graph(id="price-chart", config={"displaylogo": False}),
@@ -304,7 +309,7 @@ def create_app(data: LakeData) -> dash.Dash:
         if symbol and (start is None or end is None):
             try:
                 first, last = data.date_bounds(symbol)
-            except OSError:
+            except Exception:
                 first = last = None  # the main callback reports the store's error
             start, end = start or first, end or last
         return symbol, start.isoformat() if start else None, end.isoformat() if end else None
@@ -324,19 +329,37 @@ def create_app(data: LakeData) -> dash.Dash:
         Input("reload", "n_clicks"),
     )
     def refresh(symbol: str | None, start: str | None, end: str | None, _clicks: int):
-        empty_daily = shaping.daily_view(pd.DataFrame(), pd.DataFrame())
-        blank = (price_figure(empty_daily, ""), volume_figure(empty_daily, ""), risk_figure(empty_daily, ""))
         if not symbol:
-            return (*blank, None, None, None, None, dash.no_update)  # the layout said why
-        first, last = _parse_day(start), _parse_day(end)
-        try:
-            return _render(data, symbol, first, last)
-        except Exception as exc:  # the page says what failed; the log gets one line, never a key
-            message = _problem(exc)
-            logger.error("dashboard: reading %s failed: %s", symbol, message)
-            return (*blank, None, None, None, None, f"cannot read the lake: {message}")
+            return (*_blank(), dash.no_update)  # the layout said why
+        return view(data, symbol, _parse_day(start), _parse_day(end))
 
     return app
+
+
+def _blank() -> tuple:
+    """Empty figures and tables (the status line says why)."""
+    daily = shaping.daily_view(pd.DataFrame(), pd.DataFrame())
+    return (price_figure(daily, ""), volume_figure(daily, ""), risk_figure(daily, ""), None, None, None, None)
+
+
+def view(data: LakeData, symbol: str, start: date | None, end: date | None) -> tuple:
+    """Figures, tables and the status line for one symbol and date range; a page without data says why:
+    a start after the end, no bars of the symbol in the range, or a lake that cannot be read."""
+    if start is not None and end is not None and start > end:
+        return (*_blank(), f"the start {start} is after the end {end}: nothing to show; pick an earlier start")
+    try:
+        out = _render(data, symbol, start, end)
+        days = data.trade_dates(symbol)
+    except Exception as exc:  # the page says what failed; the log gets one line, never a key
+        message = _problem(exc)
+        logger.error("dashboard: reading %s failed: %s", symbol, message)
+        return (*_blank(), f"cannot read the lake: {message}")
+    if not days:
+        return (*out[:-1], f"{symbol} has no bars in silver under {data.lake.uri}")
+    if not any((start is None or start <= d) and (end is None or d <= end) for d in days):
+        span = f"from {start} to {end}" if start and end else f"from {start} on" if start else f"up to {end}"
+        return (*out[:-1], f"no bars of {symbol} {span}: it has bars from {days[0]} to {days[-1]}")
+    return out
 
 
 def _render(data: LakeData, symbol: str, start: date | None, end: date | None) -> tuple:

@@ -75,8 +75,11 @@ class LakeData:
         """
         try:
             return self.lake.read(table, [symbol] if symbol else None, start, end)
-        except FileNotFoundError:
-            return pd.DataFrame()
+        except FileNotFoundError as exc:
+            if self._dataset(table) is None:
+                return pd.DataFrame()
+            # The table is there but a file it lists is not (deleted, or a broken copy): no "no data".
+            raise OSError(f"cannot read table {table} under {self.lake.uri}: {exc}") from None
 
     def _dataset(self, table: str) -> pads.Dataset | None:
         try:
@@ -99,10 +102,14 @@ class LakeData:
         has no BI row, but its quarantined bars are what there is to look at."""
         return sorted({symbol for symbol, _ in self._partitions(self._dataset("silver"))})
 
+    def trade_dates(self, symbol: str) -> list[date]:
+        """The trade dates with bars of ``symbol`` in silver, ascending (from the Delta log alone)."""
+        return sorted({day for _, day in self._partitions(self._dataset("silver"), symbol)})
+
     def date_bounds(self, symbol: str) -> tuple[date | None, date | None]:
         """First and last trade date of ``symbol`` in silver (None, None without bars)."""
-        days = [day for _, day in self._partitions(self._dataset("silver"), symbol)]
-        return (min(days), max(days)) if days else (None, None)
+        days = self.trade_dates(symbol)
+        return (days[0], days[-1]) if days else (None, None)
 
     def verdicts(self, symbol: str, start: date | None, end: date | None) -> list[Verdict]:
         """The row-quality gate's verdict for each partition of ``symbol`` with bars in the range.

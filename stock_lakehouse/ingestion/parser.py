@@ -201,6 +201,22 @@ def _bars_frame(raw: bytes, series_key: str, series: dict, symbol: str, origin: 
     return out[BRONZE_BAR_COLUMNS]
 
 
+def repeated_instants(labels: pd.Series) -> int:
+    """How many bar labels repeat an instant that an earlier label of the same payload already names.
+
+    Identity is the instant, not the text (DESIGN §13): ``10:00``, ``10:00:00`` and ``T10:00:00.000`` are
+    one bar. Silver keeps the later entry of such a pair; this count makes the pair visible in bronze's
+    metadata. Labels that parse as no timestamp are compared by their text.
+    """
+    if labels.empty:
+        return 0
+    if (labels.str.len() == 19).all():  # the API's own layout: equal instants are equal texts
+        return int(labels.duplicated().sum())
+    instants = pd.to_datetime(labels, format="ISO8601", errors="coerce")
+    keys = instants.astype(str).where(instants.notna(), "label:" + labels)
+    return int(keys.duplicated().sum())
+
+
 def parse_csv_payload(raw: bytes, origin: str, *, symbol: str, function: str, interval: str) -> ParsedPayload:
     """Parse a ``datatype=csv`` body (``timestamp,open,high,low,close[,volume]``, newest first).
 

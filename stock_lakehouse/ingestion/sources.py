@@ -17,6 +17,10 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from stock_lakehouse.ingestion.alphavantage import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_RESPONSE_DEADLINE_SECONDS,
+    DEFAULT_TIMEOUT_SECONDS,
+    DEFAULT_TOTAL_DEADLINE_SECONDS,
     AlphaVantageClient,
     ApiRequest,
     crypto_intraday_request,
@@ -177,6 +181,10 @@ class AlphaVantageSource(BarSource):
 
     Attributes:
         api_key: from ``$ALPHAVANTAGE_API_KEY`` (``EnvVar``): the UI shows the variable's name only.
+        timeout_seconds: connect timeout and the longest silence between two reads of a response.
+        response_deadline_seconds: the whole response of one attempt (connect, headers and body).
+        max_response_bytes: the largest body accepted; a larger one fails at once, unread or cut short.
+        total_deadline_seconds: all attempts, backoff and budget waits of one request together.
     """
 
     api_key: str
@@ -187,9 +195,12 @@ class AlphaVantageSource(BarSource):
     extended_hours: bool = True
     entitlement: str | None = None
     datatype: str = "json"
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     max_retries: int = 4
     backoff_seconds: float = 2.0
+    response_deadline_seconds: float = DEFAULT_RESPONSE_DEADLINE_SECONDS
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    total_deadline_seconds: float = DEFAULT_TOTAL_DEADLINE_SECONDS
     refresh: bool = False
     per_second: int = 1
     per_minute: int = 0
@@ -208,6 +219,9 @@ class AlphaVantageSource(BarSource):
             timeout=self.timeout_seconds,
             max_retries=self.max_retries,
             backoff_seconds=self.backoff_seconds,
+            response_deadline_seconds=self.response_deadline_seconds,
+            max_response_bytes=self.max_response_bytes,
+            total_deadline_seconds=self.total_deadline_seconds,
         )
 
     def request_for(self, symbol: str, interval: str, month: str | None) -> ApiRequest:

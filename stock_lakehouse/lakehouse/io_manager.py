@@ -24,6 +24,7 @@ from stock_lakehouse.lakehouse.schemas import PARTITION_COLUMNS
 from stock_lakehouse.lakehouse.spark import SparkResource
 from stock_lakehouse.partitions import BarPartition, describe_span, parse_keys, partition_predicate
 from stock_lakehouse.quality.partition_results import MAX_PARTITION_RESULTS
+from stock_lakehouse.recovery import RunWorker
 from stock_lakehouse.root_cause import exception_root_cause
 
 #: Preview rows per partition, and the largest run that gets previews (each is metadata in the event log).
@@ -81,10 +82,13 @@ class DeltaIOManager(dg.ConfigurableIOManager):
     Attributes:
         lake: where the tables are.
         spark: the session resource.
+        worker: records the run's worker process when the run starts (every asset step writes through
+            this IO manager, so every run of the asset job records its worker; see ``recovery.py``).
     """
 
     lake: dg.ResourceDependency[Lake]
     spark: dg.ResourceDependency[SparkResource]
+    worker: dg.ResourceDependency[RunWorker]
 
     def _session(self) -> SparkSession:
         return self.lake.configure_spark(self.spark.get_session())

@@ -27,9 +27,11 @@ from typing import Any
 
 import dagster as dg
 from dagster_pyspark.resources import spark_session_from_config
+from pydantic import field_validator
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
+from stock_lakehouse.lakehouse.spark_pins import check_conf
 from stock_lakehouse.recovery import process_alive, process_start_ticks
 
 DELTA_VERSION = "3.3.2"
@@ -107,7 +109,9 @@ class SparkResource(dg.ConfigurableResource):
             200 turns every aggregation into hundreds of tiny tasks.
         driver_memory: ``spark.driver.memory``.
         conf: extra Spark settings. Never put keys here (resource config is shown in the UI): S3 keys
-            come from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` in the environment.
+            come from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` in the environment. The keys the
+            pipeline pins (``spark_pins.PINNED_CONF``: time zone, JVM options, temp folder, Delta, jars)
+            are refused when the resource is built (also from the Launchpad), before any session starts.
 
     Where S3 is and its keys are the lake's business (``Lake.configure_spark``); this resource only sets
     what every S3A session needs (credential providers, bounded timeouts).
@@ -118,6 +122,12 @@ class SparkResource(dg.ConfigurableResource):
     shuffle_partitions: int = 4
     driver_memory: str = "2g"
     conf: dict[str, str] = {}
+
+    @field_validator("conf")
+    @classmethod
+    def _not_pinned(cls, value: dict[str, str]) -> dict[str, str]:
+        check_conf(value)
+        return value
 
     def spark_conf(self) -> dict[str, Any]:
         """The full Spark configuration this resource applies (no secrets in it)."""
@@ -140,6 +150,8 @@ class SparkResource(dg.ConfigurableResource):
             "spark.ui.showConsoleProgress": "false",
             "spark.driver.extraJavaOptions": "-Dlog4j2.rootLogger.level=error -Duser.timezone=UTC "
             + (f'"{_LOG4J2_OPT}"' if " " in _LOG4J2_OPT else _LOG4J2_OPT),
+            # A cluster's executors in UTC like the driver (a local master's executor is the driver's JVM).
+            "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
             "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
             "spark.hadoop.fs.s3a.aws.credentials.provider": (
                 "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider,"
@@ -169,7 +181,7 @@ class SparkResource(dg.ConfigurableResource):
         conf["spark.local.dir"] = local_dir
         tmp_opt = f"-Djava.io.tmpdir={local_dir}"
         conf["spark.driver.extraJavaOptions"] += f' "{tmp_opt}"' if " " in local_dir else f" {tmp_opt}"
-        conf.update(self.conf)
+        conf.update(self.conf)  # none of PINNED_CONF's keys (refused when the resource was built)
         return conf
 
     def get_session(self) -> SparkSession:

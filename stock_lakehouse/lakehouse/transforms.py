@@ -15,6 +15,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from stock_lakehouse.lakehouse import schemas
+from stock_lakehouse.symbols import INTERVAL_MINUTES
 
 #: Bar label layouts silver parses, in order; an optional fraction of a second (1-6 digits) is
 #: accepted. A label none of them reads is flagged ``bad_timestamp`` (null parse), never a crash:
@@ -79,6 +80,21 @@ def parse_label(label: Column) -> Column:
     return F.coalesce(*[F.to_timestamp_ntz(label, F.lit(fmt)) for fmt in TS_FORMATS])
 
 
+def _on_grid(ts_utc: Column, interval: Column) -> Column:
+    """Whether a bar's start lies on its interval's grid (DESIGN §13): a whole number of the interval's
+    minutes since midnight, no seconds, no fraction. Null for an unknown interval (not judged)."""
+    pairs = [F.lit(x) for name, minutes in INTERVAL_MINUTES.items() for x in (name, minutes * 60_000_000)]
+    step = F.create_map(*pairs)[interval]
+    # Epoch microseconds of the instant: the grid of every interval divides a day, and the zones of bar
+    # labels (New York, UTC) are whole hours from UTC, so the UTC instant is on the grid exactly when its
+    # wall-clock label is.
+    return F.unix_micros(ts_utc) % step == 0
+
+
+def _whole(value: Column) -> Column:
+    return F.when(_finite(value), value == F.floor(value))
+
+
 def to_silver(bronze: DataFrame, regular_close: Mapping[date, time]) -> DataFrame:
     """Typed, de-duplicated bars with session and validity flags.
 
@@ -87,29 +103,46 @@ def to_silver(bronze: DataFrame, regular_close: Mapping[date, time]) -> DataFram
         regular_close: New York close time per trade date (16:00 or the early close).
 
     Returns:
-        One row per (symbol, bar label): the bar of the most recently refreshed response, then the most
-        recently fetched, then the later one inside a payload. Invalid bars stay, flagged. FX and crypto
-        bars are all ``regular`` session (labels in UTC); FX volume, which the API does not report, is 0.
+        One row per (symbol, instant) (DESIGN §13): labels are compared as the instants they mean, so
+        ``10:00``, ``10:00:00`` and ``T10:00:00.000`` are one bar. Of several, the bar of the most recently
+        refreshed response wins, then the most recently fetched, then the later entry inside one payload
+        (as ``json.loads`` would keep it). Labels that parse as no timestamp are kept apart by their text,
+        flagged ``bad_timestamp``. Invalid bars stay, flagged: besides the price and volume rules, a label
+        off its interval's grid is ``off_grid`` and a fractional stock or FX volume is
+        ``fractional_volume`` (its volume is null, never truncated). FX and crypto bars are all
+        ``regular`` session (labels in UTC); FX volume, which the API does not report, is 0.
     """
-    ranked = Window.partitionBy("symbol", "ts").orderBy(
+    # The label read as a wall clock (a UTC session makes the cast exact), then moved from its zone.
+    parsed = bronze.withColumn("_local", parse_label(F.col("ts"))).withColumn(
+        "_utc", F.to_utc_timestamp(F.col("_local").cast("timestamp"), F.col("time_zone"))
+    )
+    ranked = Window.partitionBy("symbol", "_utc", F.when(F.col("_utc").isNull(), F.col("ts"))).orderBy(
         F.col("last_refreshed").desc_nulls_last(),
         F.col("fetched_at").desc(),
         F.col("payload_hash").desc(),
         F.col("bar_seq").desc(),
     )
-    latest = bronze.withColumn("_rank", F.row_number().over(ranked)).where(F.col("_rank") == 1)
+    latest = parsed.withColumn("_rank", F.row_number().over(ranked)).where(F.col("_rank") == 1)
+    crypto = F.col("function") == "CRYPTO_INTRADAY"
+    raw_volume = F.col("volume")
+    # A stock or FX volume counts shares or units: a fraction means the bar is not what it says. Crypto
+    # volumes are decimals; until silver has a decimal volume column they are cut to whole coins
+    # (bronze keeps the exact string).
+    fractional = ~crypto & (_whole(raw_volume.cast("double")) == F.lit(False))
     typed = latest.select(
         "symbol",
         "trade_date",
-        # The label read as a wall clock (a UTC session makes the cast exact), then moved from its zone.
-        F.to_utc_timestamp(parse_label(F.col("ts")).cast("timestamp"), F.col("time_zone")).alias("ts_utc"),
-        parse_label(F.col("ts")).alias("ts_local"),
+        F.col("_utc").alias("ts_utc"),
+        F.col("_local").alias("ts_local"),
         "interval",
         *[F.col(c).cast("double").alias(c) for c in PRICE_COLUMNS],
         # FX quotes carry no volume: 0, so they stay valid (gold's vwap is then null).
-        F.when((F.col("function") == "FX_INTRADAY") & F.col("volume").isNull(), F.lit(0))
-        .otherwise(F.col("volume").cast("bigint"))
+        F.when((F.col("function") == "FX_INTRADAY") & raw_volume.isNull(), F.lit(0))
+        .when(fractional, F.lit(None))
+        .otherwise(raw_volume.cast("bigint"))
         .alias("volume"),
+        fractional.alias("_fractional_volume"),
+        _on_grid(F.col("_utc"), F.col("interval")).alias("_on_grid"),
         "source",
         "function",
         "last_refreshed",
@@ -129,9 +162,13 @@ def to_silver(bronze: DataFrame, regular_close: Mapping[date, time]) -> DataFram
     reasons = F.concat_ws(
         ";",
         F.when(F.col("ts_local").isNull(), F.lit("bad_timestamp")),
+        F.when(F.col("_on_grid") == F.lit(False), F.lit("off_grid")),
+        F.when(F.col("_fractional_volume"), F.lit("fractional_volume")),
         F.nullif(
             validity_reasons(
-                *[F.col(c) for c in (*PRICE_COLUMNS, "volume")],
+                *[F.col(c) for c in PRICE_COLUMNS],
+                # A fractional volume has its own reason above: judged as 0 here, not also as unreadable.
+                F.when(F.col("_fractional_volume"), F.lit(0)).otherwise(F.col("volume")),
                 raw={c: F.col(f"_raw_{c}") for c in PRICE_COLUMNS}
                 # FX volume is absent by design (0 above), so only a present but unreadable one counts.
                 | {

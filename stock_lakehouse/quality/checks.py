@@ -13,6 +13,7 @@ reported as passed with ``outcome: skipped (market closed)`` rather than failing
 """
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -31,13 +32,31 @@ from stock_lakehouse.quality.partition_results import (
 from stock_lakehouse.quality.rules import QUALITY_DIR, Rule, RulesError, RuleSuite, load_suite
 from stock_lakehouse.quality.soda_runner import run_scan
 
-#: Extra checks in Python for what SodaCL cannot say: (spec, function(df, partitions) -> (run, per partition)).
-PlainCheck = tuple[
-    dg.AssetCheckSpec,
-    Callable[[DataFrame, list[BarPartition], IngestionConfig], tuple[Outcome, dict[BarPartition, Outcome]]],
-]
+
+@dataclass(frozen=True)
+class CheckInputs:
+    """What a Python check of a run sees."""
+
+    table: DataFrame
+    parts: list[BarPartition]
+    ingestion: IngestionConfig
+    #: silver's row-quality verdicts for the run's partitions (computed once per run, shared with the assets)
+    verdicts: Callable[[], dict[BarPartition, Verdict]]
+
+
+@dataclass(frozen=True)
+class PlainCheck:
+    """An extra check in Python for what SodaCL cannot say: outcomes for the run and for each partition."""
+
+    spec: dg.AssetCheckSpec
+    evaluate: Callable[[CheckInputs], tuple[Outcome, dict[BarPartition, Outcome]]]
+    #: whether ``evaluate`` reads the table (it is then cached for the scan and the check)
+    reads_table: bool = True
+
 
 MAX_LISTED_PARTITIONS = 50
+#: Tables whose partitions silver's row-quality gate can withhold (they keep their previous rows).
+WITHHELD_LAYERS = ("gold", "bi", "signals")
 
 
 def _partition_metadata(parts: list[BarPartition]) -> dict[str, object]:
@@ -56,12 +75,11 @@ def regular_bars_every_trading_day(asset_key: dg.AssetKey) -> PlainCheck:
         description="Each (symbol, trading day) of the run has regular-session bars.",
     )
 
-    def evaluate(
-        df: DataFrame, parts: list[BarPartition], ingestion: IngestionConfig
-    ) -> tuple[Outcome, dict[BarPartition, Outcome]]:
+    def evaluate(inputs: CheckInputs) -> tuple[Outcome, dict[BarPartition, Outcome]]:
+        parts, ingestion = inputs.parts, inputs.ingestion
         have = {
             (r["symbol"], r["trade_date"])
-            for r in df.where("session = 'regular'").select("symbol", "trade_date").distinct().collect()
+            for r in inputs.table.where("session = 'regular'").select("symbol", "trade_date").distinct().collect()
         }
         missing = [
             p
@@ -82,7 +100,47 @@ def regular_bars_every_trading_day(asset_key: dg.AssetKey) -> PlainCheck:
         }
         return run, per
 
-    return spec, evaluate
+    return PlainCheck(spec, evaluate)
+
+
+def partition_withheld(asset_key: dg.AssetKey, layer: str) -> PlainCheck:
+    """Failed (ERROR) for each partition of the run that silver's row-quality gate withheld from this table.
+
+    Why: a withheld partition keeps its previous rows here, and Dagster still records the run's
+    materialization of it; without this check the table looks healthy where its data is not this run's.
+    The check names the upstream rules and the share, where the UI shows partitions (graph, Partitions
+    view, Checks list), and the check-failure alert lists exactly the withheld partitions.
+    """
+    spec = dg.AssetCheckSpec(
+        f"{layer}_partition_withheld",
+        asset=asset_key,
+        description="Fails for a partition silver's row-quality gate withheld: its rows are the previous ones.",
+    )
+
+    def evaluate(inputs: CheckInputs) -> tuple[Outcome, dict[BarPartition, Outcome]]:
+        verdicts = inputs.verdicts()
+        held = sorted((v for p, v in verdicts.items() if v.withheld and p in set(inputs.parts)), key=lambda v: v.key)
+        error = dg.AssetCheckSeverity.ERROR
+        run = Outcome(
+            not held,
+            error,
+            {
+                **_partition_metadata(inputs.parts),
+                "outcome": f"withheld {len(held)} partition(s)" if held else "pass",
+                "withheld_partitions": [v.describe() for v in held[:MAX_LISTED_PARTITIONS]],
+            },
+        )
+        per = {}
+        for part in inputs.parts:
+            v = verdicts.get(part)
+            if v is not None and v.withheld:
+                detail = {"outcome": "withheld: previous rows kept", "upstream": v.describe(), "scope": "partition"}
+                per[part] = Outcome(False, error, detail)
+            else:
+                per[part] = Outcome(True, error, {"outcome": "pass", "scope": "partition"})
+        return run, per
+
+    return PlainCheck(spec, evaluate, reads_table=False)
 
 
 def _partition_rule_outcomes(
@@ -94,9 +152,9 @@ def _partition_rule_outcomes(
 ) -> tuple[Outcome, dict[BarPartition, Outcome]]:
     """One row-quality rule: ERROR naming the partitions it helped withhold, WARN when bars failed but
     every partition stayed within ``max_share``, pass otherwise; for the run and for each partition.
-    Never blocking."""
-    failing = sorted((v for v in verdicts.values() if rule.name in v.by_rule), key=lambda v: v.key)
-    withheld = [v for v in failing if v.withheld]
+    A warning rule (``warn_only``) withholds nothing: WARN where its bars fail. Never blocking."""
+    failing = sorted((v for v in verdicts.values() if v.failing(rule)), key=lambda v: v.key)
+    withheld = [] if rule.warn_only else [v for v in failing if v.withheld]
     outcome = f"withheld {len(withheld)} partition(s)" if withheld else ("warn" if failing else "pass")
     error, warn = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
     run = Outcome(
@@ -105,7 +163,7 @@ def _partition_rule_outcomes(
         {
             **meta,
             "outcome": outcome,
-            "soda_value": sum(v.by_rule[rule.name] for v in failing),
+            "soda_value": sum(v.failing(rule) for v in failing),
             "max_invalid_share": max_share,
             "partitions_with_failures": len(failing),
             "withheld_partitions": [v.describe() for v in withheld[:MAX_LISTED_PARTITIONS]],
@@ -115,20 +173,21 @@ def _partition_rule_outcomes(
     per: dict[BarPartition, Outcome] = {}
     for part in parts:
         v = verdicts.get(part)
-        failed = v.by_rule.get(rule.name, 0) if v else 0
+        failed = v.failing(rule) if v else 0
         detail: dict[str, object] = {"scope": "partition", "soda_value": failed, "bars": v.bars if v else 0}
+        held = bool(v and v.withheld and not rule.warn_only)
         if v and failed:
             detail.update(
                 {
-                    "outcome": "withheld" if v.withheld else "warn",
+                    "outcome": "withheld" if held else "warn",
                     "invalid_share": round(v.share, 6),
                     "max_invalid_share": max_share,
-                    ("withheld_partitions" if v.withheld else "warned_partitions"): [v.describe()],
+                    ("withheld_partitions" if held else "warned_partitions"): [v.describe()],
                 }
             )
         else:
             detail["outcome"] = "pass" if v else "pass (no bars)"
-        per[part] = Outcome(not failed, error if v and v.withheld else warn, detail)
+        per[part] = Outcome(not failed, error if held else warn, detail)
     return run, per
 
 
@@ -137,9 +196,17 @@ def build_soda_checks(
     rules_file: Path,
     partitions_def: dg.PartitionsDefinition,
     plain_checks: tuple[PlainCheck, ...] = (),
+    silver_key: dg.AssetKey | None = None,
 ) -> dg.AssetChecksDefinition:
-    """One multi-asset check running ``rules_file`` against the run's partitions of ``asset_key``."""
+    """One multi-asset check running ``rules_file`` against the run's partitions of ``asset_key``.
+
+    ``silver_key``: the table the row-quality verdicts are judged on (``asset_key`` itself for silver).
+    """
     suite: RuleSuite = load_suite(rules_file)
+    # The row-quality verdicts are judged on silver's rows: other tables' checks load silver's partitions of
+    # the run (lazily: within a run the verdicts are already computed, and cached, by the assets).
+    upstream = {"silver": dg.AssetIn(key=silver_key)} if silver_key and silver_key != asset_key else {}
+    deps = [silver_key] if upstream else []
     specs = [
         dg.AssetCheckSpec(
             rule.name,
@@ -147,6 +214,7 @@ def build_soda_checks(
             blocking=not rule.warn_only and rule.gate == "table",
             description=rule.definition,
             partitions_def=partitions_def,
+            additional_deps=deps,
             metadata={
                 "sodacl_file": rules_file.name,
                 "severity": "WARN" if rule.warn_only else "ERROR",
@@ -156,22 +224,32 @@ def build_soda_checks(
         for rule in suite.rules
     ]
     plain_specs = [
-        dg.AssetCheckSpec(s.name, asset=asset_key, description=s.description, partitions_def=partitions_def)
-        for s, _ in plain_checks
+        dg.AssetCheckSpec(
+            c.spec.name,
+            asset=asset_key,
+            description=c.spec.description,
+            partitions_def=partitions_def,
+            additional_deps=deps,
+        )
+        for c in plain_checks
     ]
+    plain_spec_of = {spec.name: spec for spec in plain_specs}
+
     severity = {r.name: dg.AssetCheckSeverity.WARN if r.warn_only else dg.AssetCheckSeverity.ERROR for r in suite.rules}
     spec_of = {spec.name: spec for spec in specs}
 
-    @dg.multi_asset_check(
-        specs=specs + plain_specs,
-        name=f"soda_{'_'.join(asset_key.path)}",
-        ins={"table": dg.AssetIn(key=asset_key)},
-        description=f"Soda Core scan of {rules_file.name} over the run's partitions.",
-    )
-    def soda_checks(
-        context: dg.AssetCheckExecutionContext, table: DataFrame, ingestion: IngestionConfig, quality: QualityGate
+    def evaluate_all(
+        context: dg.AssetCheckExecutionContext,
+        table: DataFrame,
+        ingestion: IngestionConfig,
+        quality: QualityGate,
+        silver_rows: DataFrame,
     ) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation | dg.Output]:
         parts = parse_keys(context.partition_keys)
+
+        def verdicts() -> dict[BarPartition, Verdict]:
+            return quality.verdicts(context.run.run_id, silver_rows, parts)
+
         meta = _partition_metadata(parts)
         targets = (
             materializations_by_partition(context.instance, asset_key, parts)
@@ -200,15 +278,15 @@ def build_soda_checks(
         # the regular-bars check). Measured on W1's 1M bars: caching bronze for the scan alone cost 13-23 s
         # against 5-9 s uncached (the scan reads few columns; the cache builds all 19); silver, read three
         # times, took 18-27 s cached against 26-34 s uncached.
-        cached = bool(suite.partition_rules or plain_checks)
+        cached = bool(suite.partition_rules or any(c.reads_table for c in plain_checks))
         if cached:
             table = table.cache()
         try:
             report = run_scan(table, suite)
             if suite.partition_rules:
-                verdicts = quality.verdicts(context.run.run_id, table, parts)
+                judged = verdicts()
                 for rule in suite.partition_rules:
-                    run, per = _partition_rule_outcomes(rule, verdicts, parts, meta, quality.max_invalid_share)
+                    run, per = _partition_rule_outcomes(rule, judged, parts, meta, quality.max_invalid_share)
                     yield from record(spec_of[rule.name], run, per)
             scope = {"scope": f"run: one Soda scan over {len(parts)} partition(s)"}
             for rule in suite.table_rules:
@@ -223,9 +301,10 @@ def build_soda_checks(
                 run = Outcome(passed, severity[rule.name], {**meta, **measured})
                 per = dict.fromkeys(parts, Outcome(passed, severity[rule.name], {**scope, **measured}))
                 yield from record(spec_of[rule.name], run, per)
-            for spec, evaluate in plain_checks:
-                run, per = evaluate(table, parts, ingestion)
-                yield from record(spec, run, per)
+            inputs = CheckInputs(table, parts, ingestion, verdicts)
+            for check in plain_checks:
+                run, per = check.evaluate(inputs)
+                yield from record(plain_spec_of[check.spec.name], run, per)
             # One INFO line per table's checks (Dagster's own check events are DEBUG).
             context.log.info(
                 f"{asset_key.to_user_string()} checks over {describe_span(parts)}: {describe_outcomes(results)}; "
@@ -235,7 +314,31 @@ def build_soda_checks(
             if cached:
                 table.unpersist()
 
-    return soda_checks
+    decorate = dg.multi_asset_check(
+        specs=specs + plain_specs,
+        name=f"soda_{'_'.join(asset_key.path)}",
+        ins={"table": dg.AssetIn(key=asset_key), **upstream},
+        description=f"Soda Core scan of {rules_file.name} over the run's partitions.",
+    )
+    if upstream:
+
+        def soda_checks(
+            context: dg.AssetCheckExecutionContext,
+            table: DataFrame,
+            silver: DataFrame,
+            ingestion: IngestionConfig,
+            quality: QualityGate,
+        ) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation | dg.Output]:
+            yield from evaluate_all(context, table, ingestion, quality, silver)
+
+    else:
+
+        def soda_checks(
+            context: dg.AssetCheckExecutionContext, table: DataFrame, ingestion: IngestionConfig, quality: QualityGate
+        ) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation | dg.Output]:
+            yield from evaluate_all(context, table, ingestion, quality, table)
+
+    return decorate(soda_checks)
 
 
 def build_quality_checks(
@@ -249,6 +352,11 @@ def build_quality_checks(
             continue
         if layer != "silver" and load_suite(path).partition_rules:
             raise RulesError(f"{path}: 'gate: partition' rules are judged on silver's bars; move them to silver.yml")
-        plain = (regular_bars_every_trading_day(key),) if layer == "silver" else ()
-        checks.append(build_soda_checks(key, path, partitions_def, plain))
+        if layer == "silver":
+            checks.append(build_soda_checks(key, path, partitions_def, (regular_bars_every_trading_day(key),)))
+        elif layer in WITHHELD_LAYERS:
+            withheld = (partition_withheld(key, layer),)
+            checks.append(build_soda_checks(key, path, partitions_def, withheld, keys.get("silver")))
+        else:
+            checks.append(build_soda_checks(key, path, partitions_def))
     return checks

@@ -45,6 +45,12 @@ class Verdict:
     withheld: bool
     #: rule name -> bars failing it (rules with no failure left out)
     by_rule: dict[str, int] = field(default_factory=dict)
+    #: warning rule name -> bars failing it: reported per partition, never part of ``invalid``
+    warned: dict[str, int] = field(default_factory=dict)
+
+    def failing(self, rule: Rule) -> int:
+        """Bars of this partition failing ``rule`` (a gating or a warning rule)."""
+        return (self.warned if rule.warn_only else self.by_rule).get(rule.name, 0)
 
     @property
     def key(self) -> str:
@@ -56,14 +62,29 @@ class Verdict:
 
     @classmethod
     def of(
-        cls, partition: BarPartition, bars: int, invalid: int, max_share: float, by_rule: dict[str, int] | None = None
+        cls,
+        partition: BarPartition,
+        bars: int,
+        invalid: int,
+        max_share: float,
+        by_rule: dict[str, int] | None = None,
+        warned: dict[str, int] | None = None,
     ) -> Verdict:
         """The verdict for counted bars: withheld when the share of failing bars is above ``max_share``.
 
         The one place the threshold is applied, whichever engine counted the bars.
         """
         withheld = bars > 0 and invalid / bars > max_share
-        return cls(partition, bars, invalid, withheld=withheld, by_rule=dict(by_rule or {}))
+        return cls(partition, bars, invalid, withheld=withheld, by_rule=dict(by_rule or {}), warned=dict(warned or {}))
+
+    @classmethod
+    def counted(
+        cls, partition: BarPartition, bars: int, invalid: int, max_share: float, rules: Sequence[Rule], counts
+    ) -> Verdict:
+        """The verdict from per-rule counts in ``rules``' order, split into gating rules and warnings."""
+        by_rule = {r.name: int(n) for r, n in zip(rules, counts, strict=True) if n and not r.warn_only}
+        warned = {r.name: int(n) for r, n in zip(rules, counts, strict=True) if n and r.warn_only}
+        return cls.of(partition, bars, invalid, max_share, by_rule, warned)
 
     def describe(self) -> str:
         """``2024-03-04|XYZ: 3 of 60 bars (5.00%) fail silver_low_not_above_high 1, ...``"""
@@ -77,21 +98,22 @@ def judge_partitions(silver: DataFrame, rules: Sequence[Rule], max_share: float)
 
     Args:
         silver: rows of ``silver/stock_clean`` (any set of partitions).
-        rules: the ``gate: partition`` rules; each says which bar fails (``Rule.failing_bar``).
+        rules: the ``gate: partition`` rules; each says which bar fails (``Rule.failing_bar``). Bars failing
+            a warning rule (``warn_only``) are counted in ``by_rule`` only: they withhold nothing.
         max_share: a partition whose share of failing bars is above this is withheld.
     """
     failing = {r.name: F.coalesce(F.expr(r.failing_bar), F.lit(False)) for r in rules}
     any_failing = F.lit(False)
-    for cond in failing.values():
-        any_failing = any_failing | cond
+    for rule in rules:
+        if not rule.warn_only:  # warnings are counted per partition but withhold nothing
+            any_failing = any_failing | failing[rule.name]
     aggs = [F.count(F.lit(1)).alias("_bars"), F.sum(F.when(any_failing, 1).otherwise(0)).alias("_invalid")]
     aggs += [F.sum(F.when(cond, 1).otherwise(0)).alias(f"_r{i}") for i, cond in enumerate(failing.values())]
     out: dict[BarPartition, Verdict] = {}
     for row in silver.groupBy("symbol", "trade_date").agg(*aggs).collect():
         part = BarPartition(row["symbol"], row["trade_date"])
-        bars, invalid = int(row["_bars"]), int(row["_invalid"])
-        by_rule = {name: int(row[f"_r{i}"]) for i, name in enumerate(failing) if row[f"_r{i}"]}
-        out[part] = Verdict.of(part, bars, invalid, max_share, by_rule)
+        counts = [row[f"_r{i}"] for i in range(len(failing))]
+        out[part] = Verdict.counted(part, int(row["_bars"]), int(row["_invalid"]), max_share, rules, counts)
     return out
 
 
@@ -133,7 +155,7 @@ def judge_partitions_duckdb(silver: object, rules: Sequence[Rule], max_share: fl
             except duckdb.Error as exc:
                 first = str(exc).strip().splitlines()[0]
                 raise RulesError(f"rule {name!r}: its condition cannot be evaluated without Spark: {first}") from None
-        any_failing = " OR ".join(failing.values()) or "false"
+        any_failing = " OR ".join(failing[r.name] for r in rules if not r.warn_only) or "false"
         aggs = ["count(*)", f"count(*) FILTER (WHERE {any_failing})"]
         aggs += [f"count(*) FILTER (WHERE {cond})" for cond in failing.values()]
         rows = con.execute(
@@ -144,8 +166,7 @@ def judge_partitions_duckdb(silver: object, rules: Sequence[Rule], max_share: fl
     out: dict[BarPartition, Verdict] = {}
     for symbol, trade_date, bars, invalid, *per_rule in rows:
         part = BarPartition(symbol, trade_date)
-        by_rule = {name: int(n) for name, n in zip(failing, per_rule, strict=True) if n}
-        out[part] = Verdict.of(part, int(bars), int(invalid), max_share, by_rule)
+        out[part] = Verdict.counted(part, int(bars), int(invalid), max_share, rules, per_rule)
     return out
 
 
