@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from stock_lakehouse.dashboard import shaping
 from stock_lakehouse.quality.gates import Verdict, judge_partitions, judge_partitions_duckdb
 from stock_lakehouse.quality.rules import QUALITY_DIR, load_suite
 from stock_lakehouse_tests.conftest import NVDA_SAMPLE
-from stock_lakehouse_tests.services import bin_path, chromium, free_port, logged_process, wait_http
+from stock_lakehouse_tests.services import bin_path, chromium, free_port, logged_process, wait_for_text, wait_http
 
 D1, D2, D3 = date(2024, 3, 4), date(2024, 3, 5), date(2024, 3, 6)
 PRICE_PCT, VOLUME_MULTIPLE = 5.0, 1.5
@@ -268,37 +269,64 @@ def _status(app) -> str:
     return find(app.layout())
 
 
-def test_an_empty_view_says_why(tmp_path):
-    """Start after end, no bars of the symbol in the range, no symbol at all, an unreadable lake: each
-    page says so in its status line (a silver table of two days written with delta-rs, no Spark)."""
+def small_lake(root: Path, silver_days: list[date], bi_days: list[date] = ()):
+    """A lake written with delta-rs (no Spark): AAA's silver bars on ``silver_days`` (one valid bar a day)
+    and, when given, its BI rows on ``bi_days``. Returns the ``LakeData`` and the silver table's folder."""
     from deltalake import write_deltalake
 
-    from stock_lakehouse.dashboard.app import create_app, view
     from stock_lakehouse.dashboard.data import LakeData
     from stock_lakehouse.lakehouse.lake import Lake
     from stock_lakehouse.quality.gates import QualityGate
 
-    ts = pd.to_datetime(["2024-03-04 14:30", "2024-03-05 14:30"], utc=True)
+    n = len(silver_days)
+    ts = pd.to_datetime([f"{d} 14:30" for d in silver_days], utc=True)
     bars = pa.table(
         {
-            "symbol": ["AAA", "AAA"],
-            "trade_date": [D1, D2],
+            "symbol": ["AAA"] * n,
+            "trade_date": silver_days,
             "ts_utc": pa.array(ts),
             "ts_local": pa.array(ts.tz_convert("America/New_York").tz_localize(None)),
-            "open": [1.0, 1.0],
-            "high": [2.0, 2.0],
-            "low": [0.5, 0.5],
-            "close": [1.5, 1.5],
-            "volume": pa.array([10, 10], pa.int64()),
-            "session": ["regular", "regular"],
-            "is_valid": [True, True],
-            "dq_reason": pa.array([None, None], pa.string()),
+            "open": [1.0] * n,
+            "high": [2.0] * n,
+            "low": [0.5] * n,
+            "close": [1.5] * n,
+            "volume": pa.array([10] * n, pa.int64()),
+            "session": ["regular"] * n,
+            "is_valid": [True] * n,
+            "dq_reason": pa.array([None] * n, pa.string()),
         }
     )
-    silver = tmp_path / "lake" / "silver" / "stock_clean"
+    silver = root / "lake" / "silver" / "stock_clean"
     write_deltalake(str(silver), bars, partition_by=["symbol", "trade_date"])
+    if bi_days:
+        k = len(bi_days)
+        bi = pa.table(
+            {
+                "symbol": ["AAA"] * k,
+                "trade_date": list(bi_days),
+                "close": [100.0 + i for i in range(k)],
+                "vwap": [100.0] * k,
+                "volume": pa.array([1_000] * k, pa.int64()),
+                "prev_close": [None] + [100.0 + i for i in range(k - 1)],
+                "price_change_pct": [None] + [1.0] * (k - 1),
+                "volume_7d_avg": [1_000.0] * k,
+                "volatility_score": [None] * k,
+            }
+        )
+        write_deltalake(str(root / "lake" / "gold" / "bi_stock_daily"), bi, partition_by=["symbol", "trade_date"])
     gate = QualityGate(rules_file=str(QUALITY_DIR / "silver.yml"), max_invalid_share=0.01)
-    data = LakeData(Lake(root=str(tmp_path / "lake")), PRICE_PCT, VOLUME_MULTIPLE, gate)
+    return LakeData(Lake(root=str(root / "lake")), PRICE_PCT, VOLUME_MULTIPLE, gate), silver
+
+
+def test_an_empty_view_says_why(tmp_path):
+    """Start after end, no bars of the symbol in the range, no symbol at all, an unreadable lake: each
+    page says so in its status line (a silver table of two days written with delta-rs, no Spark)."""
+    from stock_lakehouse.dashboard.app import create_app, view
+    from stock_lakehouse.dashboard.data import LakeData
+    from stock_lakehouse.lakehouse.lake import Lake
+
+    data, silver = small_lake(tmp_path, [D1, D2])
+    gate = data.gate
 
     assert _status(create_app(data)) == ""
     assert view(data, "AAA", D1, D2)[-1] == ""  # bars to show: no note
@@ -308,6 +336,8 @@ def test_an_empty_view_says_why(tmp_path):
     )
     assert view(data, "AAA", date(2024, 3, 6), date(2024, 3, 8))[-1].startswith("no bars of AAA from 2024-03-06 to")
     assert view(data, "ZZZ", None, None)[-1] == f"ZZZ has no bars in silver under {tmp_path / 'lake'}"
+    # A symbol outside the grammar (only a forged request sends one) is refused before any read.
+    assert view(data, "X') OR 1=1 --", None, None)[-1].startswith('invalid symbol "X\') OR 1=1 --" from the symbol')
     nowhere = LakeData(Lake(root=str(tmp_path / "nowhere")), PRICE_PCT, VOLUME_MULTIPLE, gate)
     assert _status(create_app(nowhere)) == f"no symbol has bars in silver under {tmp_path / 'nowhere'} yet"
 
@@ -318,6 +348,114 @@ def test_an_empty_view_says_why(tmp_path):
     # A log that cannot be parsed: the page (not only the charts) says so.
     next(silver.glob("_delta_log/*.json")).write_text("{not json")
     assert _status(create_app(data)).startswith("cannot read the lake: OSError: cannot read the Delta table at")
+
+
+def bounds_of(symbol: str) -> tuple[date, date]:
+    """Every symbol's first and last day, for ``query.resolve``."""
+    return date(2024, 3, 1), date(2024, 3, 12)
+
+
+#: A link's bad values and the page's notes for each, as over ``built_lake`` (NVDA 2024-03-01..12 is shown
+#: first, XYZ is the other symbol).
+GRAMMAR = "a symbol is 1-20 letters, digits, '.' or '-', starting with a letter or digit"
+BAD_LINKS = {
+    "?symbol=ZZZZ": ["unknown symbol ZZZZ: it has no bars in silver; showing NVDA instead"],
+    "?symbol=%3Cscript%3Ealert(1)%3C/script%3E": [
+        f"invalid symbol '<script>alert(1)</script>' from the link: {GRAMMAR}; showing NVDA instead"
+    ],
+    "?symbol=X%27)%20OR%201=1%20--": [
+        f'invalid symbol "X\') OR 1=1 --" from the link: {GRAMMAR}; showing NVDA instead'
+    ],
+    "?symbol=../../etc": [f"invalid symbol '../../etc' from the link: {GRAMMAR}; showing NVDA instead"],
+    "?symbol=NVDA&start=2024-13-45": [
+        "invalid start date '2024-13-45' (expected YYYY-MM-DD): showing 2024-03-01 to 2024-03-12"
+    ],
+    "?symbol=NVDA&start=2024-03-04&end=20240308": [
+        "invalid end date '20240308' (expected YYYY-MM-DD): showing 2024-03-04 to 2024-03-12"
+    ],
+    "?start=x&end=2024-02-30": [
+        "invalid start date 'x' (expected YYYY-MM-DD): showing 2024-03-01 to 2024-03-12",
+        "invalid end date '2024-02-30' (expected YYYY-MM-DD): showing 2024-03-01 to 2024-03-12",
+    ],
+    "?symbol=XYZ&symbol=ZZZZ&sym=NVDA&%3Cb%3E=1": [
+        "symbol is given 2 times in the link: using the first",
+        "ignored 'sym', '<b>' in the link: the page reads symbol, start and end",
+    ],
+}
+
+
+@pytest.mark.parametrize("search", BAD_LINKS)
+def test_a_link_value_the_page_does_not_take_gets_a_note(search):
+    from stock_lakehouse.dashboard.query import resolve
+
+    asked = resolve(search, ["NVDA", "XYZ"], "NVDA", bounds_of)
+    assert list(asked.notes) == BAD_LINKS[search]
+    # A refused symbol never gets past the check: the page shows one of the lake's symbols.
+    assert asked.symbol in ("NVDA", "XYZ")
+
+
+def test_a_link_resolves_to_a_symbol_of_the_lake_and_a_range():
+    from stock_lakehouse.dashboard.query import Asked, resolve
+
+    symbols = ["NVDA", "XYZ"]
+    # Lower case is the same ticker: upper-cased by the validator, without a note.
+    assert resolve("?symbol=xyz", symbols, "NVDA", bounds_of) == Asked("XYZ", date(2024, 3, 1), date(2024, 3, 12))
+    assert resolve("", symbols, "NVDA", bounds_of) == Asked("NVDA", date(2024, 3, 1), date(2024, 3, 12))
+    # Both dates given: the symbol's bounds are not read.
+    asked = resolve("?symbol=XYZ&start=2024-03-05&end=2024-03-06", symbols, "NVDA", lambda s: 1 / 0)
+    assert asked == Asked("XYZ", D2, D3)
+    # A start after the end is taken as given (the view says so); a start after the symbol's last day
+    # leaves the end open (the view says where the symbol has bars).
+    assert resolve("?start=2024-03-08&end=2024-03-04", symbols, "NVDA", bounds_of).start == date(2024, 3, 8)
+    assert resolve("?start=2024-04-01", symbols, "NVDA", bounds_of) == Asked("NVDA", date(2024, 4, 1), None)
+    assert resolve("?end=2024-02-01", symbols, "NVDA", bounds_of) == Asked("NVDA", None, date(2024, 2, 1))
+    # A lake without symbols: nothing to show instead, and the dates are ignored.
+    assert resolve("?symbol=nvda&start=2024-13-45", [], None, bounds_of).notes == (
+        "unknown symbol NVDA: it has no bars in silver; showing no symbol: the lake has none yet",
+        "invalid start date '2024-13-45' (expected YYYY-MM-DD): ignored",
+    )
+    # A refused value is repeated at most 40 characters long.
+    (note,) = resolve(f"?start={'9' * 500}", symbols, "NVDA", bounds_of).notes
+    assert f"'{'9' * 40}'" in note and "9" * 41 not in note
+
+
+def test_the_links_notes_show_while_the_page_shows_what_the_link_resolved_to():
+    from stock_lakehouse.dashboard.app import link_notes
+
+    asked = {"symbol": "NVDA", "start": "2024-03-01", "end": "2024-03-12", "notes": ["unknown symbol ZZZZ: ..."]}
+    assert link_notes("NVDA", "2024-03-01", "2024-03-12", asked) == ["unknown symbol ZZZZ: ..."]
+    assert link_notes("NVDA", "2024-03-01T00:00:00", "2024-03-12", asked) == ["unknown symbol ZZZZ: ..."]
+    # Another symbol or range picked since: the link no longer describes the page.
+    assert link_notes("XYZ", "2024-03-01", "2024-03-12", asked) == []
+    assert link_notes("NVDA", "2024-03-04", "2024-03-12", asked) == []
+    assert link_notes("NVDA", None, None, None) == []
+
+
+def test_on_trading_days_gives_a_day_without_gold_rows_a_row_of_nulls():
+    daily = shaping.daily_view(bi_rows(trade_date=[D1, D3, date(2024, 3, 11)]), pd.DataFrame())
+    out = shaping.on_trading_days(daily, [D3, D1, D2, D3, date(2024, 3, 7)])  # any order, repeats
+    assert list(out.columns) == shaping.DAILY_COLUMNS
+    assert list(out.trade_date) == [_day(D1), _day(D2), _day(D3), _day(date(2024, 3, 7)), _day(date(2024, 3, 11))]
+    assert list(out.close.isna()) == [False, True, False, True, False]
+    assert shaping.on_trading_days(shaping.daily_view(pd.DataFrame(), pd.DataFrame()), [D1]).empty
+
+
+def test_daily_charts_plot_trading_days_as_categories_with_a_gap_for_a_missing_day(tmp_path):
+    """Fri 03-01 and Mon 03-04 to Wed 03-06 in silver; gold without 03-04 (withheld) and 03-05 (no bars at
+    all): every trading day has its place on the axis, the weekend none, and the close breaks at both."""
+    from stock_lakehouse.dashboard.app import view
+
+    friday = date(2024, 3, 1)
+    data, _ = small_lake(tmp_path, [friday, D1, D3], bi_days=[friday, D3])
+    price, volume, risk, *_, status = view(data, "AAA", None, None)
+    assert status == ""
+    days = ["2024-03-01", "2024-03-04", "2024-03-05", "2024-03-06"]
+    for fig in (price, volume, risk):
+        assert fig.layout.xaxis.type == "category"
+        assert all(list(trace.x) == days for trace in fig.data)
+    close = next(t for t in price.data if t.name == "close")
+    assert [pd.isna(y) for y in close.y] == [False, True, True, False] and not close.connectgaps
+    assert risk.layout.xaxis2.type == "category"
 
 
 # ---------------------------------------------------------------- (b) the page in a real browser
@@ -401,6 +539,20 @@ def wait_for(driver, css: str, count: int = 1, timeout: float = 60.0) -> list:
     raise AssertionError(f"page never showed {count} x {css!r}; it shows: {body[:1500]}")
 
 
+def wait_text(driver, element_id: str, expected: str, timeout: float = 30.0) -> None:
+    """Wait until the element's text is ``expected`` (a note appears once the page's callbacks ran)."""
+    from selenium.webdriver.common.by import By
+
+    deadline, text = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        found = driver.find_elements(By.ID, element_id)  # none until Dash has drawn the layout
+        text = found[0].text if found else None
+        if text == expected:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"#{element_id} shows {text!r}, not {expected!r}")
+
+
 def table_rows(driver, table_id: str) -> list[list[str]]:
     from selenium.webdriver.common.by import By
 
@@ -411,6 +563,7 @@ def table_rows(driver, table_id: str) -> list[list[str]]:
 @pytest.mark.browser  # starts Chromium in its body
 @pytest.mark.spark
 def test_the_page_shows_charts_anomalies_quarantine_and_freshness(built_lake, tmp_path):
+    from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By
 
     from stock_lakehouse.lakehouse.reader import read_table
@@ -432,6 +585,9 @@ def test_the_page_shows_charts_anomalies_quarantine_and_freshness(built_lake, tm
         assert len(traces[-1].find_elements(By.CSS_SELECTOR, "path.point")) == 8  # close: the last trace
         assert "NVDA: close, VWAP, SMA and Bollinger bands" in driver.find_element(By.ID, "price-chart").text
         assert len(wait_for(driver, "#volume-chart g.barlayer path", count=8)) == 8
+        # Trading days are the x axis' categories: every tick a date, none a time of day.
+        ticks = [e.get_attribute("textContent") for e in wait_for(driver, "#price-chart g.xtick text", count=2)]
+        assert all(re.fullmatch(r"2024-03-\d\d", t) for t in ticks), ticks
         assert len(wait_for(driver, "#risk-chart g.scatterlayer g.trace", count=2)) == 2
         # The anomaly table is find_anomalies' output for these settings, most recent first.
         rows = table_rows(driver, "anomalies-table")
@@ -464,6 +620,26 @@ def test_the_page_shows_charts_anomalies_quarantine_and_freshness(built_lake, tm
         ]
         assert "No anomalies for XYZ" in driver.find_element(By.ID, "anomalies").text
         driver.save_screenshot(str(tmp_path / "dashboard-xyz.png"))
+
+        # A link's bad values, on the same page one after another: the page says what it did with each,
+        # as text (markup stays text: no element made of it, no script run).
+        started = time.monotonic()
+        for search, notes in BAD_LINKS.items():
+            driver.get(f"{url}/{search}")
+            wait_text(driver, "link-notes", "\n".join(notes))
+        assert not driver.find_elements(By.CSS_SELECTOR, "#link-notes b, #link-notes script")
+        assert not driver.find_elements(By.XPATH, "//script[contains(., 'alert(1)')]")
+        with pytest.raises(NoAlertPresentException):
+            driver.switch_to.alert.text  # noqa: B018
+        # Lower case is the same symbol, without a note; a start after the end is said in the status line.
+        driver.get(f"{url}/?symbol=xyz")
+        wait_for_text(driver, ["XYZ: close, VWAP"])
+        assert driver.find_element(By.ID, "link-notes").text == ""
+        driver.get(f"{url}/?symbol=NVDA&start=2024-03-12&end=2024-03-01")
+        wait_text(
+            driver, "status", "the start 2024-03-12 is after the end 2024-03-01: nothing to show; pick an earlier start"
+        )
+        print(f"{len(BAD_LINKS) + 2} bad links read in {time.monotonic() - started:.1f}s")
     text = log.read_text()
     assert "Traceback" not in text and "cannot read the lake" not in text
 

@@ -16,8 +16,9 @@ Why Dash (over Streamlit and Panel), weighed for this project:
   dependencies) serves it instead of Flask's development server.
 - Charts are Plotly figures built in Python: no hand-written JavaScript.
 
-The page reads nothing itself: ``data.LakeData`` reads, ``shaping`` computes, this module lays out. Every
-error shown or logged goes through ``redact`` first, so no key reaches the page or a log.
+The page reads nothing itself: ``data.LakeData`` reads, ``shaping`` computes, ``query`` checks a link's
+values, this module lays out. Every error shown or logged goes through ``redact`` first, so no key reaches
+the page or a log; every text shown is a text node (Dash never renders a string as HTML).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import numbers
 import re
 from collections.abc import Callable
 from datetime import date, datetime
-from urllib.parse import parse_qs
 
 import dash
 import numpy as np
@@ -36,10 +36,11 @@ import plotly.graph_objects as go
 from dash import Input, Output, dcc, html
 from plotly.subplots import make_subplots
 
-from stock_lakehouse.dashboard import shaping
+from stock_lakehouse.dashboard import query, shaping
 from stock_lakehouse.dashboard.data import LakeData
 from stock_lakehouse.quality.rules import RulesError
 from stock_lakehouse.root_cause import redact
+from stock_lakehouse.symbols import InvalidSymbolError, validate_symbol
 
 logger = logging.getLogger("stock_lakehouse.dashboard")
 
@@ -48,9 +49,8 @@ _TABLE = {"borderCollapse": "collapse", "fontSize": "13px", "width": "100%"}
 _CELL = {"borderBottom": "1px solid #ddd", "padding": "3px 8px", "textAlign": "left", "verticalAlign": "top"}
 _WITHHELD = {"backgroundColor": "#fde2e1"}
 _NOTE = {"color": "#555", "fontSize": "13px"}
+_LINK_NOTE = {"color": "#8a4b00", "fontSize": "13px"}
 _WRAPPED = {"detail", "reasons", "dq_reason"}
-#: Weekends carry no trade date: hide them so consecutive trading days sit side by side.
-_WEEKENDS = [{"bounds": ["sat", "mon"]}]
 
 
 def _problem(exc: BaseException) -> str:
@@ -62,7 +62,7 @@ def _problem(exc: BaseException) -> str:
 
 
 def _parse_day(value: str | None) -> date | None:
-    """A date from the date picker (``YYYY-MM-DD``, sometimes with a time) or a query parameter."""
+    """A date from the date picker (``YYYY-MM-DD``, sometimes with a time); a link's are ``query``'s."""
     if not value:
         return None
     try:
@@ -133,7 +133,7 @@ def _empty_note(fig: go.Figure, daily: pd.DataFrame, column: str, label: str, ax
 def price_figure(daily: pd.DataFrame, symbol: str) -> go.Figure:
     """Close with VWAP, SMA 5/20 and the Bollinger bands (``shaping.daily_view``'s columns)."""
     fig = go.Figure()
-    x = daily["trade_date"]
+    x = _days(daily)
     fig.add_trace(go.Scatter(x=x, y=daily["bb_upper"], name="Bollinger upper", line={"color": "#9ab", "width": 1}))
     fig.add_trace(
         go.Scatter(
@@ -156,34 +156,36 @@ def price_figure(daily: pd.DataFrame, symbol: str) -> go.Figure:
 
 def volume_figure(daily: pd.DataFrame, symbol: str) -> go.Figure:
     """Daily volume as bars with its 7-day average."""
-    fig = go.Figure()
-    fig.add_trace(go.Bar(x=daily["trade_date"], y=daily["volume"], name="volume", marker_color="#8fb3d9"))
-    fig.add_trace(
-        go.Scatter(x=daily["trade_date"], y=daily["volume_7d_avg"], name="7-day average", line={"color": "#d55e00"})
-    )
+    fig, x = go.Figure(), _days(daily)
+    fig.add_trace(go.Bar(x=x, y=daily["volume"], name="volume", marker_color="#8fb3d9"))
+    fig.add_trace(go.Scatter(x=x, y=daily["volume_7d_avg"], name="7-day average", line={"color": "#d55e00"}))
     fig.update_layout(title=f"{symbol}: volume and its 7-day average", height=300, yaxis_title="shares")
     return _style(fig, daily)
 
 
 def risk_figure(daily: pd.DataFrame, symbol: str) -> go.Figure:
     """Volatility score (BI) and RSI 14 (signals, with its 30/70 bounds) side by side."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("volatility score (annualized %)", "RSI 14"))
+    fig, x = make_subplots(rows=1, cols=2, subplot_titles=("volatility score (annualized %)", "RSI 14")), _days(daily)
     fig.add_trace(
-        go.Scatter(x=daily["trade_date"], y=daily["volatility_score"], name="volatility score", line={"color": "#555"}),
-        row=1,
-        col=1,
+        go.Scatter(x=x, y=daily["volatility_score"], name="volatility score", line={"color": "#555"}), row=1, col=1
     )
-    fig.add_trace(go.Scatter(x=daily["trade_date"], y=daily["rsi_14"], name="RSI 14", line={"color": "#7b3294"}), 1, 2)
+    fig.add_trace(go.Scatter(x=x, y=daily["rsi_14"], name="RSI 14", line={"color": "#7b3294"}), 1, 2)
     for level in (30, 70):
         fig.add_hline(y=level, line={"color": "#bbb", "dash": "dash", "width": 1}, row=1, col=2)
     fig.update_yaxes(range=[0, 100], row=1, col=2)
     _empty_note(fig, daily, "volatility_score", "volatility score")
     _empty_note(fig, daily, "rsi_14", "RSI 14", axes="2")
     fig.update_layout(title=f"{symbol}: volatility and RSI", height=300, showlegend=False)
-    return _style(fig, daily)
+    return _style(fig, daily, labels=5)
 
 
-def _style(fig: go.Figure, daily: pd.DataFrame) -> go.Figure:
+def _days(daily: pd.DataFrame) -> pd.Series:
+    """The charts' x values: each trade date as ``YYYY-MM-DD``, a category of the x axis (see ``_style``)."""
+    return daily["trade_date"].dt.strftime("%Y-%m-%d")
+
+
+def _style(fig: go.Figure, daily: pd.DataFrame, labels: int = 10) -> go.Figure:
+    """The charts' common look; ``labels``: at most this many dates on an x axis (fewer on half-width ones)."""
     if daily.empty:
         # A symbol whose days were all withheld (or not materialized past silver) has no daily rows.
         fig.add_annotation(
@@ -197,7 +199,11 @@ def _style(fig: go.Figure, daily: pd.DataFrame) -> go.Figure:
         )
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
-    fig.update_xaxes(rangebreaks=_WEEKENDS)
+    # Trading days as categories: one slot per day, dates as labels (no 00:00/12:00 ticks), no gap for a
+    # weekend or a holiday. A trading day without values (withheld, never delivered) keeps its slot, and
+    # the lines break there (``shaping.on_trading_days``) rather than join its neighbours. At most
+    # ``labels`` dates: months of days would otherwise stand on end over the legend.
+    fig.update_xaxes(type="category", categoryorder="category ascending", nticks=labels)
     fig.update_layout(margin={"l": 50, "r": 20, "t": 50, "b": 40}, template="plotly_white", legend={"orientation": "h"})
     return fig
 
@@ -229,6 +235,7 @@ def create_app(data: LakeData) -> dash.Dash:
         return html.Div(
             [
                 dcc.Location(id="url", refresh=False),
+                dcc.Store(id="asked"),
                 html.H1("stock-lakehouse", style={"fontSize": "24px", "marginBottom": "0"}),
                 html.P(
                     [html.Span("lake: "), html.Code(data.lake.uri, id="lake-uri"), html.Span(f"   ({rules})")],
@@ -251,6 +258,7 @@ def create_app(data: LakeData) -> dash.Dash:
                     ],
                     style={"display": "flex", "gap": "12px", "alignItems": "center", "flexWrap": "wrap"},
                 ),
+                html.Div(id="link-notes", style=_LINK_NOTE),
                 html.Div(
                     problem or ("" if symbols else f"no symbol has bars in silver under {data.lake.uri} yet"),
                     id="status",
@@ -294,25 +302,36 @@ def create_app(data: LakeData) -> dash.Dash:
         Output("symbol", "value"),
         Output("dates", "start_date"),
         Output("dates", "end_date"),
+        Output("asked", "data"),
         Input("url", "search"),
         dash.State("symbol", "value"),
         dash.State("symbol", "options"),
     )
     def from_url(search: str | None, current: str | None, options: list[str] | None):
         """``?symbol=NVDA&start=2024-03-01&end=2024-03-12`` picks what is shown (links can be shared);
-        without it, the first symbol over its whole history."""
-        query = parse_qs((search or "").lstrip("?"))
-        symbol = (query.get("symbol") or [current])[0]
-        if options and symbol not in options:
-            symbol = current
-        start, end = _parse_day((query.get("start") or [None])[0]), _parse_day((query.get("end") or [None])[0])
-        if symbol and (start is None or end is None):
+        without it, the first symbol over its whole history. Each value the page does not take as given
+        gets a note (``query.resolve``), kept with the view it resolved to."""
+
+        def bounds(symbol: str) -> tuple[date | None, date | None]:
             try:
-                first, last = data.date_bounds(symbol)
+                return data.date_bounds(symbol)
             except Exception:
-                first = last = None  # the main callback reports the store's error
-            start, end = start or first, end or last
-        return symbol, start.isoformat() if start else None, end.isoformat() if end else None
+                return None, None  # the main callback reports the store's error
+
+        asked = query.resolve(search, options or [], current, bounds)
+        start, end = (day.isoformat() if day else None for day in (asked.start, asked.end))
+        stored = {"symbol": asked.symbol, "start": start, "end": end, "notes": list(asked.notes)}
+        return asked.symbol, start, end, stored
+
+    @app.callback(
+        Output("link-notes", "children"),
+        Input("symbol", "value"),
+        Input("dates", "start_date"),
+        Input("dates", "end_date"),
+        Input("asked", "data"),
+    )
+    def show_link_notes(symbol: str | None, start: str | None, end: str | None, asked: dict | None):
+        return [html.Div(note) for note in link_notes(symbol, start, end, asked)]
 
     @app.callback(
         Output("price-chart", "figure"),
@@ -336,6 +355,26 @@ def create_app(data: LakeData) -> dash.Dash:
     return app
 
 
+def link_notes(symbol: str | None, start: str | None, end: str | None, asked: dict | None) -> list[str]:
+    """The link's notes (``query.resolve``) while the page shows the view the link resolved to; none once
+    another symbol or range is picked (the link no longer describes the page).
+
+    Args:
+        symbol, start, end: the picker's symbol and dates.
+        asked: what ``from_url`` stored: the resolved ``symbol``, ``start``, ``end`` and the ``notes``.
+    """
+    if not asked:
+        return []
+    shown = (symbol, _parse_day(start), _parse_day(end))
+    if shown != (asked.get("symbol"), _parse_day(asked.get("start")), _parse_day(asked.get("end"))):
+        return []
+    return list(asked.get("notes") or [])
+
+
+def _in_range(days: list[date], start: date | None, end: date | None) -> list[date]:
+    return [d for d in days if (start is None or start <= d) and (end is None or d <= end)]
+
+
 def _blank() -> tuple:
     """Empty figures and tables (the status line says why)."""
     daily = shaping.daily_view(pd.DataFrame(), pd.DataFrame())
@@ -344,28 +383,36 @@ def _blank() -> tuple:
 
 def view(data: LakeData, symbol: str, start: date | None, end: date | None) -> tuple:
     """Figures, tables and the status line for one symbol and date range; a page without data says why:
-    a start after the end, no bars of the symbol in the range, or a lake that cannot be read."""
+    a symbol outside the grammar, a start after the end, no bars of the symbol in the range, or a lake
+    that cannot be read."""
+    try:
+        symbol = validate_symbol(symbol, "the symbol picker")
+    except InvalidSymbolError as exc:  # a forged request only: the picker offers silver's symbols
+        return (*_blank(), str(exc))
     if start is not None and end is not None and start > end:
         return (*_blank(), f"the start {start} is after the end {end}: nothing to show; pick an earlier start")
     try:
-        out = _render(data, symbol, start, end)
         days = data.trade_dates(symbol)
+        out = _render(data, symbol, start, end, days)
     except Exception as exc:  # the page says what failed; the log gets one line, never a key
         message = _problem(exc)
         logger.error("dashboard: reading %s failed: %s", symbol, message)
         return (*_blank(), f"cannot read the lake: {message}")
     if not days:
         return (*out[:-1], f"{symbol} has no bars in silver under {data.lake.uri}")
-    if not any((start is None or start <= d) and (end is None or d <= end) for d in days):
+    if not _in_range(days, start, end):
         span = f"from {start} to {end}" if start and end else f"from {start} on" if start else f"up to {end}"
         return (*out[:-1], f"no bars of {symbol} {span}: it has bars from {days[0]} to {days[-1]}")
     return out
 
 
-def _render(data: LakeData, symbol: str, start: date | None, end: date | None) -> tuple:
-    """Figures, tables and a status line for one symbol and date range."""
+def _render(data: LakeData, symbol: str, start: date | None, end: date | None, days: list[date]) -> tuple:
+    """Figures, tables and a status line for one symbol and date range (``days``: its days in silver)."""
     bi = data.read("bi", symbol, start, end)
     daily = shaping.daily_view(bi, data.read("signals", symbol, start, end))
+    if shown := _in_range(days, start, end):
+        # Every trading day from the first to the last day with bars: a day without a gold row shows as a gap.
+        daily = shaping.on_trading_days(daily, [*data.sessions(shown[0], shown[-1]), *shown])
     anomalies = shaping.anomaly_table(bi, data.anomaly_price_change_pct, data.anomaly_volume_multiple)
     quarantine = data.read("quarantine", symbol, start, end)
     status = ""

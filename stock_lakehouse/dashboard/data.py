@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 
 from stock_lakehouse.lakehouse.lake import Lake
+from stock_lakehouse.market_calendar import trading_days
 from stock_lakehouse.quality.gates import QualityGate, Verdict, judge_partitions_duckdb
 from stock_lakehouse.settings import Settings
 
@@ -42,12 +43,14 @@ class LakeData:
         anomaly_price_change_pct: ``automation.anomaly_price_change_pct``.
         anomaly_volume_multiple: ``automation.anomaly_volume_multiple``.
         gate: silver's row-quality gate (its rules file and ``quality.max_invalid_share``).
+        calendar: the exchange calendar (``calendar``): the trading days the daily charts lay out.
     """
 
     lake: Lake
     anomaly_price_change_pct: float
     anomaly_volume_multiple: float
     gate: QualityGate
+    calendar: str = "XNYS"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LakeData:
@@ -60,6 +63,7 @@ class LakeData:
                 rules_file=str(Path(settings.quality.dir) / "silver.yml"),
                 max_invalid_share=settings.quality.max_invalid_share,
             ),
+            calendar=settings.calendar,
         )
 
     @property
@@ -110,6 +114,14 @@ class LakeData:
         """First and last trade date of ``symbol`` in silver (None, None without bars)."""
         days = self.trade_dates(symbol)
         return (days[0], days[-1]) if days else (None, None)
+
+    def sessions(self, start: date, end: date) -> list[date]:
+        """The exchange's trading days from ``start`` to ``end`` inclusive; none for dates outside the years
+        the calendar covers (the charts then lay out silver's days alone)."""
+        try:
+            return trading_days(start, end, self.calendar)
+        except ValueError:
+            return []
 
     def verdicts(self, symbol: str, start: date | None, end: date | None) -> list[Verdict]:
         """The row-quality gate's verdict for each partition of ``symbol`` with bars in the range.

@@ -13,7 +13,8 @@ The rules:
   refused as unknown. Either way the page says which symbol it shows instead, or that it shows none.
 - ``start`` / ``end``: ``YYYY-MM-DD`` and a real date; anything else is refused and the symbol's first or
   last day shown instead, with the range named. A start after the end is taken as given: the view then
-  says there is nothing to show (``app.view``).
+  says there is nothing to show (``app.view``), as it does for a range without bars (a start after the
+  symbol's last day leaves the end open rather than fill it in before the start).
 - Any other name is ignored, with a note naming it; a value given twice is taken from its first place.
 """
 
@@ -79,7 +80,8 @@ def resolve(
 
     Returns:
         The symbol (one of ``symbols``, or None when there are none), the range (a missing or refused
-        date is the symbol's first or last day) and the notes, in the order of ``PARAMETERS``.
+        date is the symbol's first or last day) and the notes: the symbol's, the start's, the end's,
+        then the names ignored.
     """
     query = parse_qs((search or "").lstrip("?"))
     given = {name: query[name][0] for name in PARAMETERS if name in query}
@@ -104,8 +106,13 @@ def resolve(
     days = {name: parse_day(given[name]) if name in given else None for name in ("start", "end")}
     start, end = days["start"], days["end"]
     if symbol and (start is None or end is None):
+        # A missing or refused date is the symbol's first or last day, unless that would put the start
+        # after the end: then it stays open, and the view says the symbol has no bars in that range.
         first, last = bounds(symbol)
-        start, end = start or first, end or last
+        if start is None and first is not None and (end is None or first <= end):
+            start = first
+        if end is None and last is not None and (start is None or start <= last):
+            end = last
     for name, day in days.items():
         if name in given and day is None:
             shown = f"showing {span(start, end)}" if symbol else "ignored"

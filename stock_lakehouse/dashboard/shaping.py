@@ -9,6 +9,7 @@ withheld partitions arrive as the quality gate's ``Verdict``s.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import date
 
 import pandas as pd
 
@@ -58,6 +59,26 @@ def daily_view(bi: pd.DataFrame, signals: pd.DataFrame) -> pd.DataFrame:
     out = left.merge(right, on="trade_date", how="outer")
     out["close"] = out["close"].fillna(out.pop("_close"))
     return out.sort_values("trade_date").reset_index(drop=True)[DAILY_COLUMNS]
+
+
+def on_trading_days(daily: pd.DataFrame, days: Iterable[date]) -> pd.DataFrame:
+    """``daily_view``'s rows on each of ``days`` too: a trading day without a gold row (withheld by the
+    quality gate, or never delivered) gets a row of nulls, so the charts leave a gap at that day instead
+    of drawing a line across it. Rows of ``daily`` outside ``days`` stay; without rows, ``daily`` stays
+    empty (the charts then say there is nothing in the range).
+
+    Args:
+        daily: ``daily_view``'s rows.
+        days: the trading days of the range shown (the exchange's sessions and silver's days).
+
+    Returns:
+        ``DAILY_COLUMNS``, one row per day of ``days`` and of ``daily``, ascending.
+    """
+    if daily.empty:
+        return daily
+    index = pd.DatetimeIndex(pd.to_datetime(sorted(set(days)))).union(pd.DatetimeIndex(daily["trade_date"]))
+    out = daily.set_index("trade_date").reindex(index.rename("trade_date"))
+    return out.reset_index()[DAILY_COLUMNS]
 
 
 def anomaly_table(bi: pd.DataFrame, price_change_pct: float, volume_multiple: float) -> pd.DataFrame:
