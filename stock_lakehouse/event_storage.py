@@ -29,17 +29,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dagster import Field, StringSource
-from dagster._core.events import DagsterEventType
-from dagster._core.events.log import EventLogEntry
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster._core.storage.event_log import SqliteEventLogStorage as DagsterSqliteEventLogStorage
-from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
-from dagster._core.storage.sqlalchemy_compat import db_result
-from dagster._serdes import ConfigurableClassData, serialize_value
+from dagster import DagsterEventType, EventLogEntry, Field, StringSource
 from dagster_postgres.event_log import PostgresEventLogStorage as DagsterPostgresEventLogStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 from dagster_shared.record import copy
+
+from stock_lakehouse.dagster_internals import (
+    AssetCheckExecutionRecordStatus,
+    AssetCheckExecutionsTable,
+    ConfigurableClassData,
+    SqlEventLogStorageTable,
+    db_result,
+    serialize_value,
+)
+from stock_lakehouse.dagster_internals import SqliteEventLogStorage as DagsterSqliteEventLogStorage
 
 #: Events per batch write (Dagster buffers a step's partition events up to this many).
 EVENT_BATCH_SIZE = 2000

@@ -173,8 +173,7 @@ def recover_dead_runs(instance: dg.DagsterInstance, by: str = "the next stock-la
     Returns:
         One entry per recovered run, oldest first; empty when there was nothing to do.
     """
-    from dagster._core.events import JobFailureData, RunFailureReason
-    from dagster._core.storage.tags import PARENT_RUN_ID_TAG
+    from stock_lakehouse.dagster_internals import PARENT_RUN_ID_TAG, JobFailureData, RunFailureReason
 
     host = socket.gethostname()
     unfinished = [

@@ -4,7 +4,6 @@ import os
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
 
 from stock_lakehouse.assets import build_table_assets
 from stock_lakehouse.assets import keys as asset_keys
@@ -21,6 +20,7 @@ from stock_lakehouse.automation.sensors import (
     build_run_failure_sensor,
     build_symbol_sync_sensor,
 )
+from stock_lakehouse.dagster_internals import IMPLICIT_ASSET_JOB_NAME
 from stock_lakehouse.event_storage import enable_event_batching
 from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.ingestion.landing import LandingZone

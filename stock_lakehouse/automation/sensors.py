@@ -7,12 +7,12 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from stock_lakehouse.assets.keys import BI
 from stock_lakehouse.automation.alerts import Alert, AlertSink
 from stock_lakehouse.automation.anomalies import find_anomalies
 from stock_lakehouse.automation.clock import Clock
+from stock_lakehouse.dagster_internals import AssetCheckExecutionRecordStatus
 from stock_lakehouse.lakehouse.lake import Lake
 from stock_lakehouse.market_calendar import EXCHANGE_TZ, session_bounds
 from stock_lakehouse.partitions import (

@@ -17,10 +17,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData,
-)
 
+from stock_lakehouse.dagster_internals import AssetCheckEvaluationTargetMaterializationData
 from stock_lakehouse.partitions import BarPartition
 
 #: Above this many partitions in a run, one result per check (see the module docstring).
