@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from stock_lakehouse.lakehouse.lake import TABLES, VIEWS
+from stock_lakehouse.lakehouse.tables import TABLES, VIEWS
 from stock_lakehouse.materialize import LAYERS, MaterializeError, Summary, ensure_dagster_home, run_materialize
 from stock_lakehouse.settings import PACKAGE_DIR, SettingsError, load_settings
 from stock_lakehouse.symbols import validate_symbols

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from stock_lakehouse.lakehouse.lake import TABLES, step_name
+from stock_lakehouse.lakehouse.tables import TABLES, step_name
 from stock_lakehouse.market_calendar import EXCHANGE_TZ
 from stock_lakehouse.quality.partition_results import aggregate
 from stock_lakehouse.recovery import RecoveredRun, process_tags, recover_dead_runs

@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stock_lakehouse.lakehouse.lake import table_folder
 from stock_lakehouse.lakehouse.reader import read_table
+from stock_lakehouse.lakehouse.tables import table_folder
 from stock_lakehouse.materialize import LAYERS, run_materialize
 from stock_lakehouse.progress import RunProgress
 from stock_lakehouse.root_cause import exception_root_cause, java_root_cause, redact

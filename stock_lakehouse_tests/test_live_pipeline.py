@@ -7,8 +7,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from stock_lakehouse.lakehouse.lake import TABLES
 from stock_lakehouse.lakehouse.reader import read_table
+from stock_lakehouse.lakehouse.tables import TABLES
 from stock_lakehouse.materialize import run_materialize
 from stock_lakehouse_tests.conftest import FIXTURES
 from stock_lakehouse_tests.fake_alphavantage import FakeAlphaVantage

@@ -13,8 +13,8 @@ import pytest
 from stock_lakehouse.backfill import launch_backfill, wait_backfill
 from stock_lakehouse.benchmarks.run_costs import run_cost, summarize
 from stock_lakehouse.event_storage import instance_yaml
-from stock_lakehouse.lakehouse.lake import TABLES, step_name
 from stock_lakehouse.lakehouse.reader import read_table
+from stock_lakehouse.lakehouse.tables import TABLES, step_name
 from stock_lakehouse.materialize import run_materialize
 from stock_lakehouse.partitions import RANGE_END_TAG, RANGE_START_TAG, sync_symbols
 from stock_lakehouse.wiring import LAKEHOUSE_JOB

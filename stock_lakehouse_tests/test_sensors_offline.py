@@ -20,7 +20,8 @@ from deltalake import write_deltalake
 from stock_lakehouse.assets.keys import BI, SILVER
 from stock_lakehouse.automation.alerts import AlertSink
 from stock_lakehouse.automation.clock import Clock
-from stock_lakehouse.lakehouse.lake import TABLES, Lake
+from stock_lakehouse.lakehouse.lake import Lake
+from stock_lakehouse.lakehouse.tables import TABLES
 from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, BarPartition, sync_symbols
 from stock_lakehouse.quality.partition_results import Outcome, emit
 from stock_lakehouse.settings import load_settings

@@ -7,7 +7,7 @@ from stock_lakehouse.assets.bronze import build_bronze_asset
 from stock_lakehouse.assets.gold import build_gold_asset
 from stock_lakehouse.assets.signals import build_signals_asset
 from stock_lakehouse.assets.silver import build_silver_asset
-from stock_lakehouse.lakehouse.lake import short_name
+from stock_lakehouse.lakehouse.tables import short_name
 
 
 def build_table_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.AssetsDefinition]:

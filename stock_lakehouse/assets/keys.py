@@ -4,7 +4,7 @@ what every table asset shares."""
 import dagster as dg
 from pyspark.sql import types as T
 
-from stock_lakehouse.lakehouse.lake import TABLES
+from stock_lakehouse.lakehouse.tables import TABLES
 
 BRONZE = dg.AssetKey(TABLES["bronze"])
 SILVER = dg.AssetKey(TABLES["silver"])

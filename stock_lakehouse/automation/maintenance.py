@@ -4,9 +4,10 @@ import dagster as dg
 
 from stock_lakehouse.assets.keys import writer_pool
 from stock_lakehouse.lakehouse.io_manager import table_exists
-from stock_lakehouse.lakehouse.lake import TABLES, Lake
+from stock_lakehouse.lakehouse.lake import Lake
 from stock_lakehouse.lakehouse.maintenance import MIN_RETAIN_HOURS, ZORDER_BY, maintain_table
 from stock_lakehouse.lakehouse.spark import SparkResource
+from stock_lakehouse.lakehouse.tables import TABLES
 from stock_lakehouse.recovery import RunWorker
 
 

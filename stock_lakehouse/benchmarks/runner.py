@@ -26,8 +26,8 @@ from stock_lakehouse.benchmarks.baseline import run_bare
 from stock_lakehouse.benchmarks.run_costs import run_cost, summarize
 from stock_lakehouse.benchmarks.workload import compact_workload, month_workload, symbols
 from stock_lakehouse.event_storage import instance_yaml
-from stock_lakehouse.lakehouse.lake import TABLES, step_name
 from stock_lakehouse.lakehouse.reader import read_table
+from stock_lakehouse.lakehouse.tables import TABLES, step_name
 from stock_lakehouse.market_calendar import trading_days
 from stock_lakehouse.settings import PACKAGE_DIR
 

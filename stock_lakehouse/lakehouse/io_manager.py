@@ -19,9 +19,10 @@ import pandas as pd
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
-from stock_lakehouse.lakehouse.lake import Lake, short_name
+from stock_lakehouse.lakehouse.lake import Lake
 from stock_lakehouse.lakehouse.schemas import PARTITION_COLUMNS
 from stock_lakehouse.lakehouse.spark import SparkResource
+from stock_lakehouse.lakehouse.tables import short_name
 from stock_lakehouse.partitions import BarPartition, describe_span, parse_keys, partition_predicate
 from stock_lakehouse.quality.partition_results import MAX_PARTITION_RESULTS
 from stock_lakehouse.recovery import RunWorker

@@ -3,8 +3,8 @@
 Why a resource of its own: the lake's location used to be stated in four places (settings, Spark's
 S3A settings, the landing zone, each sensor's arguments) and two sensors lost the S3 endpoint on the
 way. Now the lake is one ``Lake`` resource; the IO manager, the landing zone, Spark sessions, the
-delta-rs readers, maintenance and every sensor that reads a table ask it. Table names live here too
-(``TABLES``): asset keys, folders, SQL view names and step names are all derived from them.
+delta-rs readers, maintenance and every sensor that reads a table ask it. Table names live beside it
+(``tables.py``: ``TABLES``): asset keys, folders, SQL view names and step names are derived from them.
 """
 
 from __future__ import annotations
@@ -17,53 +17,12 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from stock_lakehouse.lakehouse.object_store import ObjectFiles, S3Location, is_s3, split_s3
+from stock_lakehouse.lakehouse.tables import table_folder
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow.dataset as pads
     from pyspark.sql import SparkSession
-
-#: Short name -> path under the lake root. The path is also the table's Dagster asset key.
-TABLES: dict[str, tuple[str, str]] = {
-    "bronze": ("bronze", "intraday_bars"),
-    "silver": ("silver", "stock_clean"),
-    "gold": ("gold", "daily_kpis"),
-    "bi": ("gold", "bi_stock_daily"),
-    "signals": ("gold", "signals"),
-}
-#: Views over a table: silver's invalid rows.
-VIEWS: dict[str, str] = {"quarantine": "silver"}
-
-
-def table_folder(table: str | dg.AssetKey | Sequence[str]) -> str:
-    """The folder of a table under the lake root: from its short name (``gold``), its asset key or its
-    path (``gold/daily_kpis``).
-
-    Raises:
-        ValueError: for a name that is no table of the lake (e.g. from a CLI argument).
-    """
-    if isinstance(table, dg.AssetKey):
-        parts = tuple(table.path)
-    elif isinstance(table, str):
-        name = VIEWS.get(table, table)
-        parts = TABLES[name] if name in TABLES else tuple(name.split("/"))
-    else:
-        parts = tuple(table)
-    if parts not in TABLES.values():
-        known = ", ".join([*TABLES, *VIEWS])
-        raise ValueError(f"unknown table {'/'.join(parts)[:80]!r}; tables: {known}")
-    return "/".join(parts)
-
-
-def short_name(table: str | dg.AssetKey | Sequence[str]) -> str:
-    """The short name (``gold``) of a table given as asset key, path or short name."""
-    folder = table_folder(table)
-    return next(name for name, path in TABLES.items() if "/".join(path) == folder)
-
-
-def step_name(table: str) -> str:
-    """The Dagster step (op) name of the asset writing ``table`` (short name)."""
-    return "__".join(TABLES[table])
 
 
 class Lake(dg.ConfigurableResource):

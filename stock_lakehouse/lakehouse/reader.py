@@ -19,8 +19,8 @@ import pyarrow.dataset as pads
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from stock_lakehouse.lakehouse.lake import table_folder
 from stock_lakehouse.lakehouse.object_store import S3Location, is_s3
+from stock_lakehouse.lakehouse.tables import table_folder
 
 
 def table_path(lake_uri: str, table: str | dg.AssetKey) -> str:
