@@ -33,7 +33,10 @@ from stock_lakehouse_tests.services import REPO, bin_path, dagster_dev_process, 
 pytestmark = [pytest.mark.spark, pytest.mark.daemon, pytest.mark.faults]
 
 SYMBOLS = ["AAA", "BBB"]
-START, END = date(2024, 3, 4), date(2024, 3, 5)  # 2 x 2: two runs (one per symbol or per date)
+# 2 symbols x 3 dates: Dagster splits the backfill by the smaller dimension, one run per symbol, each over
+# all dates. (Split per date, concurrent runs compute BI's windows without each other's gold: a known
+# problem of per-date backfill runs, reported in the session note; not this test's subject.)
+START, END = date(2024, 3, 4), date(2024, 3, 6)
 #: What the README promises: dead runs failed and their slots freed this long after `dagster dev` restarts.
 RECOVERY_BOUND_S = 120
 
