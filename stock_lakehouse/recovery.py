@@ -140,8 +140,12 @@ class RunWorker(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Built outside a run (direct invocation, a sensor's resources) there is no run to record.
-        if context.instance is not None and context.run_id:
-            record_worker(context.instance, context.run_id)
+        if context.instance is None or not context.run_id:
+            return
+        run = context.dagster_run
+        if run is not None and process_tags(context.run_id).items() <= run.tags.items():
+            return  # created with this process's tags (a CLI run): nothing to record again
+        record_worker(context.instance, context.run_id)
 
 
 def _owner_alive(tags: dict[str, str], run_id: str) -> bool | None:

@@ -68,10 +68,11 @@ def materialize_ranges(context: dg.OpExecutionContext, config: RangedBackfillCon
     cap = settings.automation.ranged_backfill_max_partitions
     # Weekdays by numpy's day arithmetic: pandas' nanosecond timestamps overflow past 2262 (a typed year).
     weekdays = int(np.busday_count(start, end + timedelta(days=1))) if start <= end else 0
-    count = len(symbols or settings.all_symbols) * weekdays
+    selected = len(symbols or settings.all_symbols)
+    count = selected * weekdays
     if count > cap and not config.confirm_large:
         raise dg.Failure(
-            f"{count:,} partitions ({len(symbols or settings.all_symbols)} symbol(s) x {start}..{end}) is more "
+            f"{count:,} partitions ({selected} symbol(s) x {start}..{end}) is more "
             f"than automation.ranged_backfill_max_partitions={cap:,}: set confirm_large: true to run it"
         )
     try:

@@ -119,7 +119,9 @@ def partition_withheld(asset_key: dg.AssetKey, layer: str) -> PlainCheck:
 
     def evaluate(inputs: CheckInputs) -> tuple[Outcome, dict[BarPartition, Outcome]]:
         verdicts = inputs.verdicts()
-        held = sorted((v for p, v in verdicts.items() if v.withheld and p in set(inputs.parts)), key=lambda v: v.key)
+        held = sorted(
+            (verdicts[p] for p in inputs.parts if p in verdicts and verdicts[p].withheld), key=lambda v: v.key
+        )
         error = dg.AssetCheckSeverity.ERROR
         run = Outcome(
             not held,
