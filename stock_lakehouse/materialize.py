@@ -21,6 +21,7 @@ import pandas as pd
 
 from stock_lakehouse.lakehouse.tables import TABLES, step_name
 from stock_lakehouse.market_calendar import EXCHANGE_TZ
+from stock_lakehouse.partitions import is_follow_on
 from stock_lakehouse.quality.partition_results import aggregate
 from stock_lakehouse.recovery import RecoveredRun, process_tags, recover_dead_runs
 from stock_lakehouse.settings import PACKAGE_DIR, load_settings
@@ -168,7 +169,8 @@ def run_materialize(
             lines += [f"step {step} also failed: {cause}" for step, cause in causes[1:]]
             return False, summary, "\n".join(lines)
         for layer, node in LAYERS:
-            mats = result.asset_materializations_for_node(node)
+            # A window asset also reports the later partitions it rewrote: not the run's partitions.
+            mats = [m for m in result.asset_materializations_for_node(node) if not is_follow_on(m.metadata)]
             if mats:
                 meta = mats[0].metadata
                 # A step that wrote nothing (every partition kept or withheld) has no row count or version.

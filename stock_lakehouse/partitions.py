@@ -9,9 +9,10 @@ has holes. Multi-partition keys order dimensions by name, so a key string reads 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import dagster as dg
 
@@ -131,21 +132,56 @@ def partition_predicate(parts: Sequence[BarPartition], *, history: bool = False)
     """SQL predicate selecting exactly ``parts`` on columns ``symbol`` and ``trade_date``.
 
     Built per symbol from the key list, never from a range, so sets that are not rectangles (a
-    partition range that varies in both dimensions) select nothing extra. With ``history=True`` each
-    symbol's rows up to its latest requested date are selected (windows over earlier trading days).
+    partition range that varies in both dimensions) select nothing extra. With ``history=True`` every
+    row of the symbols is selected: windows reach back over earlier trading days, and the later days
+    whose windows reach the requested ones are rewritten with them (``partitions_after``).
     """
     if not parts:
         raise ValueError("no partitions to build a predicate from")
     clauses = []
     for sym, days in dates_by_symbol(parts).items():
         if history:
-            cond = f"trade_date <= {_sql_date(days[-1])}"
-        elif len(days) == 1:
+            clauses.append(f"(symbol = {_sql_symbol(sym)})")
+            continue
+        if len(days) == 1:
             cond = f"trade_date = {_sql_date(days[0])}"
         else:
             cond = "trade_date IN (" + ", ".join(_sql_date(d) for d in days) + ")"
         clauses.append(f"(symbol = {_sql_symbol(sym)} AND {cond})")
     return " OR ".join(clauses)
+
+
+#: ``partition_status`` of a materialization that a run reports for a later partition it rewrote with its
+#: own (the later date's window reaches the run's); not one of the run's partitions.
+FOLLOW_ON = "follow_on"
+
+
+def is_follow_on(metadata: Mapping[str, Any]) -> bool:
+    """Whether a materialization's metadata (values or ``MetadataValue``s) marks a follow-on partition."""
+    value = metadata.get("partition_status")
+    return getattr(value, "value", value) == FOLLOW_ON
+
+
+def partitions_after(
+    present: Iterable[BarPartition], changed: Sequence[BarPartition], rows: int | None
+) -> list[BarPartition]:
+    """The ``present`` partitions, outside ``changed``, whose trailing window reaches a changed one.
+
+    A row computed over a symbol's previous rows (``prev_close``, 7-day windows, EMAs) goes stale when
+    an earlier date is written after it: by a re-run of that date, or by another run of the same
+    backfill (a backfill split per date runs two dates at once). Per symbol, these are the next
+    ``rows`` present dates after each changed date, or every later one when ``rows`` is None
+    (recursive indicators).
+    """
+    changed_set = set(changed)
+    later: set[BarPartition] = set()
+    by_symbol = dates_by_symbol(present)
+    for sym, days in dates_by_symbol(changed).items():
+        known = by_symbol.get(sym, [])
+        for day in days:
+            after = [d for d in known if d > day]
+            later.update(BarPartition(sym, d) for d in (after if rows is None else after[:rows]))
+    return sorted(later - changed_set)
 
 
 def contiguous_groups(selected: Sequence[str], ordered: Sequence[str]) -> list[list[str]]:

@@ -19,6 +19,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from stock_lakehouse.partitions import is_follow_on
+
 
 class RunProgress:
     """Partitions done per layer over the runs of one materialization.
@@ -152,6 +154,8 @@ class RunProgress:
                     checks = event.step_key.startswith("soda_")
                     self._bar.update(self._tasks[layer], note="checks" if checks else "running")
             elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION and event.asset_key is not None:
+                if is_follow_on(event.event_specific_data.materialization.metadata):
+                    return  # a later partition rewritten with the run's: not one of the run's
                 layer = self._layer_of.get("__".join(event.asset_key.path))
                 if layer:
                     self.done[layer].add(event.partition or "")

@@ -5,7 +5,13 @@ import pytest
 import yaml
 
 from stock_lakehouse.market_calendar import is_trading_day, regular_close
-from stock_lakehouse.partitions import BarPartition, contiguous_groups, parse_keys, partition_predicate
+from stock_lakehouse.partitions import (
+    BarPartition,
+    contiguous_groups,
+    parse_keys,
+    partition_predicate,
+    partitions_after,
+)
 from stock_lakehouse.settings import SettingsError, load_settings
 
 
@@ -27,7 +33,23 @@ def test_predicate_selects_exact_keys_not_the_bounding_rectangle():
         "(symbol = 'AMD' AND trade_date = DATE '2024-03-01') OR "
         "(symbol = 'NVDA' AND trade_date IN (DATE '2024-03-04', DATE '2024-03-05'))"
     )
-    assert partition_predicate(parts, history=True).endswith("(symbol = 'NVDA' AND trade_date <= DATE '2024-03-05')")
+    assert partition_predicate(parts, history=True) == "(symbol = 'AMD') OR (symbol = 'NVDA')"
+
+
+def test_partitions_after_are_the_later_days_whose_windows_reach_a_written_one():
+    days = [date(2024, 3, d) for d in (1, 4, 5, 6, 7, 8, 11, 12, 13)]
+    present = [BarPartition("NVDA", d) for d in days] + [BarPartition("AMD", d) for d in days]
+    run = [BarPartition("NVDA", date(2024, 3, 4)), BarPartition("NVDA", date(2024, 3, 6))]
+    # 7-row windows: the next 6 dates with data after each written date, the written ones excluded.
+    assert partitions_after(present, run, 6) == [BarPartition("NVDA", d) for d in [days[2], *days[4:9]]]
+    assert partitions_after(present, run, 1) == [
+        BarPartition("NVDA", date(2024, 3, 5)),
+        BarPartition("NVDA", date(2024, 3, 7)),
+    ]
+    # Recursive indicators: every later date; other symbols and earlier dates never.
+    assert partitions_after(present, run[:1], None) == [BarPartition("NVDA", d) for d in days[2:]]
+    assert partitions_after(present, [BarPartition("MSFT", date(2024, 3, 1))], None) == []
+    assert partitions_after(present, [BarPartition("NVDA", date(2024, 3, 13))], 6) == []
 
 
 def test_contiguous_groups_follow_dimension_order():

@@ -4,6 +4,7 @@ import shutil
 from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 
@@ -82,6 +83,39 @@ def test_rerun_is_idempotent_and_touches_only_its_partitions(spark, lake, dagste
     pd.testing.assert_frame_equal(
         read_table(str(lake), "gold", version=0), read_table(str(lake), "gold"), check_exact=False, rtol=1e-12
     )
+
+
+def test_an_earlier_date_written_later_rewrites_the_days_its_windows_reach(
+    spark, lake, dagster_home, clean_env, tmp_path
+):
+    # A backfill split per date runs its dates in any order, two at once: here the later dates come first,
+    # so their prev_close, 7-day windows and indicators are computed without the earlier dates.
+    materialize(lake, ["AAA", "BBB"], "2024-03-07", "2024-03-08", source="synthetic")
+    assert snapshot(lake, "bi").prev_close.isna().sum() == 2
+    summary = materialize(lake, ["AAA"], "2024-03-04", "2024-03-06", source="synthetic")
+    # The run's own partitions are counted as such; the later ones it rewrote are named apart.
+    assert summary.partitions == {"bronze": 3, "silver": 3, "gold": 3, "bi": 3, "signals": 3}
+    assert summary.metadata["bi"]["partitions_follow_on"] == 2
+    assert summary.metadata["signals"]["partitions_follow_on"] == 2
+    # Each rewritten later partition has a materialization of its own, marked as such.
+    instance = dg.DagsterInstance.get()
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["gold", "bi_stock_daily"]), asset_partitions=["2024-03-08|AAA"]),
+        limit=10,
+    ).records
+    statuses = [r.asset_materialization.metadata["partition_status"].value for r in records]
+    assert statuses == ["follow_on", "written"]  # newest first: this run's, then its own run's
+    materialize(lake, ["BBB"], "2024-03-04", "2024-03-06", source="synthetic")
+
+    oneshot = tmp_path / "oneshot"
+    materialize(oneshot, ["AAA", "BBB"], "2024-03-04", "2024-03-08", source="synthetic")
+    for table in ("gold", "bi", "signals"):
+        got, want = (
+            snapshot(root, table).sort_values(["symbol", "trade_date"]).reset_index(drop=True)
+            for root in (lake, oneshot)
+        )
+        assert len(got) == 10, table
+        pd.testing.assert_frame_equal(got, want, check_like=True, check_exact=False, rtol=1e-9, obj=table)
 
 
 def test_holiday_partition_materializes_zero_rows_with_market_closed(spark, lake, dagster_home, clean_env):

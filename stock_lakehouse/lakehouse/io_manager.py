@@ -23,7 +23,7 @@ from stock_lakehouse.lakehouse.lake import Lake
 from stock_lakehouse.lakehouse.schemas import PARTITION_COLUMNS
 from stock_lakehouse.lakehouse.spark import SparkResource
 from stock_lakehouse.lakehouse.tables import short_name
-from stock_lakehouse.partitions import BarPartition, describe_span, parse_keys, partition_predicate
+from stock_lakehouse.partitions import FOLLOW_ON, BarPartition, describe_span, parse_keys, partition_predicate
 from stock_lakehouse.quality.partition_results import MAX_PARTITION_RESULTS
 from stock_lakehouse.recovery import RunWorker
 from stock_lakehouse.root_cause import exception_root_cause
@@ -69,12 +69,16 @@ class TableWrite:
         keep_reason: why they are empty (source, folder, interval), for the warning.
         skip: partitions of the run not to write at all (withheld by a quality gate): their rows, if
             any, stay as they are.
+        follow_on: partitions outside the run that ``df`` also carries: later dates whose windows reach
+            the run's (``partitions.partitions_after``). Written in the same commit, each reported as a
+            materialization of its own.
     """
 
     df: DataFrame
     keep_if_present: tuple[BarPartition, ...] = ()
     keep_reason: str = ""
     skip: tuple[BarPartition, ...] = ()
+    follow_on: tuple[BarPartition, ...] = ()
 
 
 class DeltaIOManager(dg.ConfigurableIOManager):
@@ -150,7 +154,8 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             self._per_partition_metadata(context, run_parts, kept, write.skip)
             context.log.info(f"{context.asset_key.to_user_string()}: nothing written{_untouched(kept, write.skip)}")
             return
-        predicate = partition_predicate(parts)
+        follow_on = [p for p in write.follow_on if p not in set(run_parts)]
+        predicate = partition_predicate(parts + follow_on)
         try:
             try:
                 self._write(spark, obj, uri, predicate)
@@ -177,6 +182,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
                 "run_row_count": int(metrics.get("numOutputRows", 0)),
                 "run_partitions_written": len(parts),
                 **kept_meta,
+                **self._report_follow_on(context, follow_on),
                 "partition_predicate": predicate if len(predicate) <= 300 else predicate[:300] + "...",
             }
         )
@@ -186,7 +192,28 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             f"{context.asset_key.to_user_string()}: wrote {describe_span(parts)}, "
             f"{int(metrics.get('numOutputRows', 0)):,} rows, Delta version {int(last['version'])}, "
             f"{time.monotonic() - started:.1f}s{_untouched(kept, write.skip)}"
+            + (f"; with {describe_span(follow_on)} after them (windows reach the run's dates)" if follow_on else "")
         )
+
+    @staticmethod
+    def _report_follow_on(context: dg.OutputContext, follow_on: Sequence[BarPartition]) -> dict[str, Any]:
+        """Materializations of the later partitions rewritten with the run's (their values changed with the
+        run's dates), and their count for the output's metadata. Events only up to MAX_PARTITION_RESULTS:
+        the partitions were materialized before (they had rows), so the UI's status stays right."""
+        if not follow_on:
+            return {}
+        if len(follow_on) <= MAX_PARTITION_RESULTS:
+            for part in follow_on:
+                context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=context.asset_key,
+                        partition=part.key,
+                        description="rewritten: its window reaches an earlier date this run wrote",
+                        metadata={"partition_status": FOLLOW_ON},
+                    )
+                )
+        keys = [str(p.key) for p in follow_on]
+        return {"partitions_follow_on": len(follow_on), "partitions_follow_on_keys": keys[:20]}
 
     def _per_partition_metadata(
         self,

@@ -221,6 +221,10 @@ def to_gold(silver: DataFrame) -> DataFrame:
     return schemas.conform(gold, schemas.GOLD)
 
 
+#: Gold rows in each BI window (this one and the previous 6 trading days with data).
+BI_WINDOW_ROWS = 7
+
+
 def to_bi(gold_history: DataFrame) -> DataFrame:
     """The BI view: gold plus day-over-day and 7-trading-day windows.
 
@@ -229,7 +233,7 @@ def to_bi(gold_history: DataFrame) -> DataFrame:
     row. Returns a row for every input row; callers keep the dates they asked for.
     """
     by_day = Window.partitionBy("symbol").orderBy("trade_date")
-    last7 = by_day.rowsBetween(-6, Window.currentRow)
+    last7 = by_day.rowsBetween(-(BI_WINDOW_ROWS - 1), Window.currentRow)
     prev_close = F.lag("close").over(by_day)
     bi = (
         gold_history.withColumn("prev_close", prev_close)
