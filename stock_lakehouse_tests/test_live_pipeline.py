@@ -1,9 +1,11 @@
 """The live source end to end: fake Alpha Vantage on loopback -> Dagster run -> Delta tables."""
 
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 import yaml
 
@@ -119,5 +121,12 @@ def test_fx_pair_and_coin_from_the_config_file_flow_to_bronze_and_silver(
     assert (silver.session == "regular").all() and silver.is_valid.all()
     assert (silver[silver.symbol == "EURUSD"].volume == 0).all()
     assert (silver[silver.symbol == "BTCUSD"].volume > 0).all()
+    # The coin's volumes keep their decimals (bronze has the API's strings) through silver and gold.
+    coin_strings = bronze[bronze.symbol == "BTCUSD"].volume
+    assert any(Decimal(v) % 1 for v in coin_strings)
+    coin = silver[silver.symbol == "BTCUSD"].set_index("ts_local")
+    exact = {pd.Timestamp(t): float(v) for t, v in zip(bronze[bronze.symbol == "BTCUSD"].ts, coin_strings, strict=True)}
+    assert coin.volume.to_dict() == exact
     gold = read_table(str(lake), "gold").set_index("symbol")
+    assert gold.loc["BTCUSD", "volume"] == pytest.approx(float(sum(Decimal(v) for v in coin_strings)), rel=1e-12)
     assert gold.loc["EURUSD", "bar_count"] == 288 and gold.loc["EURUSD", "vwap"] != gold.loc["EURUSD", "vwap"]  # NaN

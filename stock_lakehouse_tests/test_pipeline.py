@@ -7,8 +7,9 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from pyspark.sql import functions as F
 
-from stock_lakehouse.lakehouse.reader import read_table
+from stock_lakehouse.lakehouse.reader import read_table, table_path
 from stock_lakehouse.lakehouse.spark import sessions_started
 from stock_lakehouse.materialize import run_materialize
 from stock_lakehouse_tests.conftest import NVDA_SAMPLE
@@ -116,6 +117,23 @@ def test_an_earlier_date_written_later_rewrites_the_days_its_windows_reach(
         )
         assert len(got) == 10, table
         pd.testing.assert_frame_equal(got, want, check_like=True, check_exact=False, rtol=1e-9, obj=table)
+
+
+def test_a_lake_written_with_integer_volumes_is_widened_once(spark, lake, dagster_home, clean_env):
+    # Lakes written before crypto decimals were kept have volume bigint in silver, gold, BI and signals.
+    materialize(lake, ["OLD"], "2024-03-04", "2024-03-05", source="synthetic")
+    for table in ("silver", "gold"):
+        uri = table_path(str(lake), table)
+        old = spark.read.format("delta").load(uri).withColumn("volume", F.col("volume").cast("bigint"))
+        old.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(uri)
+    before = snapshot(lake, "gold")
+    assert str(before.volume.dtype) == "int64"
+    materialize(lake, ["OLD"], "2024-03-05", "2024-03-05", source="synthetic")
+    after = snapshot(lake, "gold")
+    assert str(after.volume.dtype) == "float64" and len(after) == 2
+    # The day not re-run kept its values, now as doubles; the version before stays readable.
+    assert after.volume.iloc[0] == before.volume.iloc[0]
+    assert str(read_table(str(lake), "gold", version=1).volume.dtype) == "int64"
 
 
 def test_holiday_partition_materializes_zero_rows_with_market_closed(spark, lake, dagster_home, clean_env):

@@ -14,7 +14,21 @@ pytestmark = pytest.mark.spark
 T0 = datetime(2024, 11, 29, 12, 0, tzinfo=UTC)
 
 
-def bronze_row(ts, o, h, lo, c, v, *, symbol="ACME", refreshed="2024-11-29 20:00:00", fetched=T0, seq=0, h_="p1"):
+def bronze_row(
+    ts,
+    o,
+    h,
+    lo,
+    c,
+    v,
+    *,
+    symbol="ACME",
+    refreshed="2024-11-29 20:00:00",
+    fetched=T0,
+    seq=0,
+    h_="p1",
+    function="TIME_SERIES_INTRADAY",
+):
     return {
         "symbol": symbol,
         "trade_date": date.fromisoformat(ts[:10]),
@@ -26,9 +40,9 @@ def bronze_row(ts, o, h, lo, c, v, *, symbol="ACME", refreshed="2024-11-29 20:00
         "close": c,
         "volume": v,
         "source": "test",
-        "function": "TIME_SERIES_INTRADAY",
+        "function": function,
         "interval": "1min",
-        "time_zone": "US/Eastern",
+        "time_zone": "US/Eastern" if function == "TIME_SERIES_INTRADAY" else "UTC",
         "last_refreshed": refreshed,
         "request_fingerprint": "f",
         "payload_hash": h_,
@@ -60,7 +74,7 @@ def test_silver_types_sessions_on_an_early_close_and_utc(spark):
     # 09:30 New York in November (EST) is 14:30 UTC.
     assert s.ts_utc[1] == pd.Timestamp("2024-11-29 14:30:00")  # session time zone is UTC
     assert s.ts_local[1] == pd.Timestamp("2024-11-29 09:30:00")
-    assert s.close.dtype == "float64" and s.volume.dtype == "int64"
+    assert s.close.dtype == "float64" and s.volume.dtype == "float64"
     assert s.is_valid.all() and s.dq_reason.isna().all()
 
 
@@ -103,6 +117,29 @@ def test_silver_flags_invalid_bars_with_reasons(spark):
         "missing_volume",
     ]
     assert list(s.is_valid) == [False, False, False, False, True, False, False]
+
+
+def test_volume_is_whole_for_stocks_and_keeps_the_decimals_of_coins(spark):
+    coin = {"symbol": "BTCUSD", "function": "CRYPTO_INTRADAY"}
+    rows = [
+        bronze_row("2024-11-29 10:00:00", "10", "11", "9", "10.5", "12.7"),  # a fraction of a share
+        bronze_row("2024-11-29 10:01:00", "10", "11", "9", "10.5", "9007199254740993"),
+        bronze_row("2024-11-29 15:00:00", "100", "110", "90", "105", "0.12345678", **coin),
+        bronze_row("2024-11-29 15:01:00", "105", "106", "104", "105", "2.5", **coin),
+    ]
+    df = spark.createDataFrame([tuple(r[f.name] for f in schemas.BRONZE.fields) for r in rows], schemas.BRONZE)
+    silver = to_silver(df, {date(2024, 11, 29): time(13, 0)})
+    s = silver.toPandas().sort_values(["symbol", "ts_local"]).reset_index(drop=True)
+    assert list(s.symbol) == ["ACME", "ACME", "BTCUSD", "BTCUSD"]
+    # The stock's fraction is flagged with its volume null (never cut to 12); the coin's decimals stay.
+    assert pd.isna(s.volume[0]) and s.dq_reason[0] == "fractional_volume"
+    assert s.volume[1] == 9007199254740992.0  # past 2**53 a double rounds: documented, no error
+    assert list(s.volume[2:]) == [0.12345678, 2.5] and s.is_valid[2:].all()
+    g = to_gold(silver).toPandas().set_index("symbol")
+    assert g.loc["BTCUSD", "volume"] == pytest.approx(2.62345678, rel=1e-15)
+    typical = [(110 + 90 + 105) / 3, (106 + 104 + 105) / 3]
+    vwap = (typical[0] * 0.12345678 + typical[1] * 2.5) / 2.62345678
+    assert g.loc["BTCUSD", "vwap"] == pytest.approx(vwap, rel=1e-12)
 
 
 def test_gold_uses_valid_regular_bars_and_counts_invalid_ones(spark):

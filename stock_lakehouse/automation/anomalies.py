@@ -12,6 +12,11 @@ import pandas as pd
 from stock_lakehouse.automation.alerts import Alert
 
 
+def _amount(volume: float) -> str:
+    # Whole for stocks, with the coin's decimals for crypto: never 1.2e+11, never a trailing ".0".
+    return f"{volume:,.8f}".rstrip("0").rstrip(".")
+
+
 def find_anomalies(bi: pd.DataFrame, price_change_pct: float = 8.0, volume_multiple: float = 3.0) -> list[Alert]:
     """Alerts for the rows of ``bi`` (columns of ``gold/bi_stock_daily``) that break a rule."""
     alerts = []
@@ -31,8 +36,8 @@ def find_anomalies(bi: pd.DataFrame, price_change_pct: float = 8.0, volume_multi
                 Alert(
                     "anomaly",
                     f"anomaly:{row.symbol}:{day}:volume",
-                    f"{row.symbol} {day}: volume {row.volume:,} is {row.volume / row.volume_7d_avg:.1f}x its 7-day "
-                    f"average {row.volume_7d_avg:,.0f} (threshold {volume_multiple:g}x)",
+                    f"{row.symbol} {day}: volume {_amount(row.volume)} is {row.volume / row.volume_7d_avg:.1f}x its "
+                    f"7-day average {row.volume_7d_avg:,.0f} (threshold {volume_multiple:g}x)",
                 )
             )
     return alerts

@@ -76,7 +76,9 @@ def day_bars(
         c = price * float(np.exp(rets[i]))
         h = max(o, c) * (1 + wiggle[i, 0])
         lo = min(o, c) * (1 - wiggle[i, 1])
-        v = None if kind == "fx" else str(int((20000 if regular else 800) * step * vol_noise[i]))
+        units = (20000 if regular else 800) * step * vol_noise[i]
+        # Shares are whole; coins trade in fractions (8 decimals, as the API sends them); FX has no volume.
+        v = None if kind == "fx" else f"{units / 1000:.8f}" if kind == "crypto" else str(int(units))
         out.append((ts.strftime("%Y-%m-%d %H:%M:%S"), f"{o:.5f}", f"{h:.5f}", f"{lo:.5f}", f"{c:.5f}", v))
         price = float(f"{c:.5f}")
     return out

@@ -4,7 +4,9 @@ Table URI: ``Lake.table_uri(asset key)``, e.g. ``<lake>/silver/stock_clean``. Pr
 sorted ``asset_partition_keys`` (never from a key range, which raises for rectangles that vary in both
 dimensions), so single partitions, ranged backfills and arbitrary key sets write the same way through
 ``replaceWhere``. Delta checks that every written row matches the predicate, so an output can never
-touch another partition. An input with metadata ``{"history": True}`` loads, per symbol, every row up
+touch another partition; the one exception is declared by the asset (``TableWrite.follow_on``: later
+dates whose windows reach the run's, rewritten in the same commit and reported as their own
+materializations). An input with metadata ``{"history": True}`` loads, per symbol, every row up
 to the latest requested date (windows over earlier trading days).
 """
 
@@ -18,6 +20,8 @@ import dagster as dg
 import pandas as pd
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from stock_lakehouse.lakehouse.lake import Lake
 from stock_lakehouse.lakehouse.schemas import PARTITION_COLUMNS
@@ -110,6 +114,36 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         writer.save(uri)
 
     @staticmethod
+    def _widen(spark: SparkSession, uri: str, schema: T.StructType) -> list[str]:
+        """Widen, once, the integer columns the table has where ``schema`` now has doubles; returns their names.
+
+        ``volume`` was bigint until crypto decimals were kept (a documented schema change): a table written
+        before it is rewritten with the column cast, in one commit (every whole number below 2**53 stays
+        exact; time travel shows the version before). Any other mismatch is left to Delta's schema check.
+        """
+        if not table_exists(spark, uri):
+            return []
+        table = spark.read.format("delta").load(uri)
+        have = {f.name: f.dataType for f in table.schema.fields}
+        narrow = [
+            f.name
+            for f in schema.fields
+            if isinstance(f.dataType, T.DoubleType) and isinstance(have.get(f.name), T.IntegralType)
+        ]
+        if narrow:
+            widened = table.select(
+                *[F.col(c).cast("double").alias(c) if c in narrow else F.col(c) for c in table.columns]
+            )
+            (
+                widened.write.format("delta")
+                .mode("overwrite")
+                .option("overwriteSchema", "true")
+                .partitionBy(*PARTITION_COLUMNS)
+                .save(uri)
+            )
+        return narrow
+
+    @staticmethod
     def _present(spark: SparkSession, uri: str, candidates: Sequence[BarPartition]) -> list[BarPartition]:
         """Those of ``candidates`` that have rows in the table (one pruned query)."""
         if not candidates or not table_exists(spark, uri):
@@ -156,6 +190,13 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             return
         follow_on = [p for p in write.follow_on if p not in set(run_parts)]
         predicate = partition_predicate(parts + follow_on)
+        widened = self._widen(spark, uri, obj.schema)
+        if widened:
+            context.log.warning(
+                f"{context.asset_key.to_user_string()}: widened {', '.join(widened)} from integer to double in "
+                f"{uri} (a documented schema change: crypto volumes keep their decimals); the version before "
+                "stays readable with time travel"
+            )
         try:
             try:
                 self._write(spark, obj, uri, predicate)

@@ -41,7 +41,7 @@ SILVER = T.StructType(
         T.StructField("high", T.DoubleType(), True),
         T.StructField("low", T.DoubleType(), True),
         T.StructField("close", T.DoubleType(), True),
-        T.StructField("volume", T.LongType(), True),
+        T.StructField("volume", T.DoubleType(), True),
         T.StructField("session", T.StringType(), True),
         T.StructField("is_valid", T.BooleanType(), False),
         T.StructField("dq_reason", T.StringType(), True),
@@ -61,7 +61,7 @@ GOLD = T.StructType(
         T.StructField("high", T.DoubleType(), True),
         T.StructField("low", T.DoubleType(), True),
         T.StructField("close", T.DoubleType(), True),
-        T.StructField("volume", T.LongType(), True),
+        T.StructField("volume", T.DoubleType(), True),
         T.StructField("vwap", T.DoubleType(), True),
         T.StructField("avg_price", T.DoubleType(), True),
         T.StructField("price_change", T.DoubleType(), True),
@@ -88,7 +88,7 @@ SIGNALS = T.StructType(
         T.StructField("symbol", T.StringType(), False),
         T.StructField("trade_date", T.DateType(), False),
         T.StructField("close", T.DoubleType(), True),
-        T.StructField("volume", T.LongType(), True),
+        T.StructField("volume", T.DoubleType(), True),
     ]
     + [
         T.StructField(name, T.DoubleType(), True)

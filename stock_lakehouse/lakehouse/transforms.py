@@ -109,8 +109,9 @@ def to_silver(bronze: DataFrame, regular_close: Mapping[date, time]) -> DataFram
         (as ``json.loads`` would keep it). Labels that parse as no timestamp are kept apart by their text,
         flagged ``bad_timestamp``. Invalid bars stay, flagged: besides the price and volume rules, a label
         off its interval's grid is ``off_grid`` and a fractional stock or FX volume is
-        ``fractional_volume`` (its volume is null, never truncated). FX and crypto bars are all
-        ``regular`` session (labels in UTC); FX volume, which the API does not report, is 0.
+        ``fractional_volume`` (its volume is null, never truncated); crypto volumes keep their decimals.
+        FX and crypto bars are all ``regular`` session (labels in UTC); FX volume, which the API does not
+        report, is 0.
     """
     # The label read as a wall clock (a UTC session makes the cast exact), then moved from its zone.
     parsed = bronze.withColumn("_local", parse_label(F.col("ts"))).withColumn(
@@ -126,8 +127,8 @@ def to_silver(bronze: DataFrame, regular_close: Mapping[date, time]) -> DataFram
     crypto = F.col("function") == "CRYPTO_INTRADAY"
     raw_volume = F.col("volume")
     # A stock or FX volume counts shares or units: a fraction means the bar is not what it says. Crypto
-    # volumes are decimals; until silver has a decimal volume column they are cut to whole coins
-    # (bronze keeps the exact string).
+    # volumes are decimals (coins): kept as they are. Volume is a double for every asset class, so one
+    # column serves both; whole numbers are exact in it up to 2**53.
     fractional = ~crypto & (_whole(raw_volume.cast("double")) == F.lit(False))
     typed = latest.select(
         "symbol",
@@ -139,7 +140,7 @@ def to_silver(bronze: DataFrame, regular_close: Mapping[date, time]) -> DataFram
         # FX quotes carry no volume: 0, so they stay valid (gold's vwap is then null).
         F.when((F.col("function") == "FX_INTRADAY") & raw_volume.isNull(), F.lit(0))
         .when(fractional, F.lit(None))
-        .otherwise(raw_volume.cast("bigint"))
+        .otherwise(raw_volume.cast("double"))
         .alias("volume"),
         fractional.alias("_fractional_volume"),
         _on_grid(F.col("_utc"), F.col("interval")).alias("_on_grid"),
