@@ -58,12 +58,21 @@ def tables(lake: Path) -> dict[str, pd.DataFrame]:
 
 
 def assert_unchanged(before: dict[str, pd.DataFrame], lake: Path, *, except_: set[tuple[str, date]] = frozenset()):
-    """Every row of every table outside ``except_`` partitions is as it was (all columns, exact)."""
+    """Every row of every table outside ``except_`` partitions is as it was (all columns, exact). In BI and
+    signals the later dates of those symbols are excepted too: their windows reach the changed dates, so a
+    run rewrites them with its own (``partitions_after``)."""
     after = tables(lake)
+    first_changed: dict[str, date] = {}
+    for sym, day in except_:
+        first_changed[sym] = min(day, first_changed.get(sym, day))
     for name in TABLES:
+        follows = name in ("bi", "signals")
 
-        def outside(df: pd.DataFrame) -> pd.DataFrame:
-            keep = [(s, d) not in except_ for s, d in zip(df["symbol"], df["trade_date"], strict=True)]
+        def outside(df: pd.DataFrame, follows: bool = follows) -> pd.DataFrame:
+            keep = [
+                (s, d) not in except_ and not (follows and s in first_changed and d > first_changed[s])
+                for s, d in zip(df["symbol"], df["trade_date"], strict=True)
+            ]
             return df[keep].reset_index(drop=True)
 
         # dtype may differ (a null elsewhere turns an int column float), values may not
@@ -277,6 +286,9 @@ def test_a_source_missing_some_days_keeps_their_rows_unless_told(nvda_lake, tmp_
     bronze = read_table(str(lake), "bronze")
     assert not (bronze["trade_date"] == date(2024, 3, 5)).any()
     assert_unchanged(before, lake, except_={("NVDA", date(2024, 3, 4)), ("NVDA", date(2024, 3, 5))})
+    # The day after the emptied one follows: its previous close is now 03-04's (the last day with data).
+    gold, bi = (read_table(str(lake), t).set_index("trade_date") for t in ("gold", "bi"))
+    assert bi.loc[date(2024, 3, 6), "prev_close"] == gold.loc[date(2024, 3, 4), "close"]
 
 
 # --- values --------------------------------------------------------------------------------------------
@@ -318,8 +330,8 @@ def test_non_finite_and_unreadable_prices_are_invalid(nvda_lake, tmp_path):
         "10:01": "nonfinite_high",
         "10:02": "nonfinite_open",
         "10:03": "unparseable_low",
-        "10:04": "unparseable_volume",
-        "10:05": "unparseable_volume",
+        "10:04": "nonfinite_volume",
+        "10:05": "nonfinite_volume",
     }
     for hhmm, reason in expected.items():
         assert not day.loc[hhmm, "is_valid"] and reason in day.loc[hhmm, "dq_reason"], (hhmm, day.loc[hhmm])
@@ -354,7 +366,7 @@ def test_transform_flags_non_finite_values(spark):
         "10:00": None,
         "10:01": "nonfinite_close",
         "10:02": "nonfinite_high",
-        "10:03": "unparseable_volume",
+        "10:03": "nonfinite_volume",
         "10:04": "unparseable_low",
         "10:05": "missing_close",
     }
@@ -485,13 +497,10 @@ def test_off_grid_bars_and_respelled_instants_never_reach_gold(nvda_lake, tmp_pa
     assert int(expected_gold.set_index("trade_date").loc[date(2024, 3, 4), "invalid_bar_count"]) == 3
     gold_columns = [f for f in expected_gold.columns if f not in ("symbol", "trade_date")]
     assert_frames_close(read_table(str(lake), "gold"), expected_gold, gold_columns)
-    # BI of the run's day (later days' windows are the next run's business; they stay as they were)
+    # BI of every day: the run's, and the later ones whose windows reach it (rewritten with it)
     expected_bi = bi_reference(expected_gold)
     bi_columns = [c for c in expected_bi.columns if c not in ("symbol", "trade_date")]
-    bi = read_table(str(lake), "bi")
-    assert_frames_close(
-        bi[bi.trade_date == date(2024, 3, 4)], expected_bi[expected_bi.trade_date == date(2024, 3, 4)], bi_columns
-    )
+    assert_frames_close(read_table(str(lake), "bi"), expected_bi, bi_columns)
     assert_unchanged(before, lake, except_={("NVDA", date(2024, 3, 4))})
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from stock_lakehouse.backfill import launch_backfill, wait_backfill
+from stock_lakehouse.backfill import launch_backfill, launch_ranged_backfill, wait_backfill, wait_run
 from stock_lakehouse.benchmarks.run_costs import run_cost, summarize
 from stock_lakehouse.event_storage import instance_yaml
 from stock_lakehouse.lakehouse.reader import read_table
@@ -248,3 +248,51 @@ def test_ranged_backfill_from_the_launchpad_is_one_process_and_one_jvm(deploymen
     assert {"2024-03-07|CCC", "2024-03-08|DDD"} <= {str(k) for k in silver}
     costs = summarize([run_cost(instance, run_id), run_cost(instance, ranged[0].run_id)])
     assert costs["jvms_started"] == 1 and costs["steps_s"][step_name("silver")] > 0, costs
+
+
+TERMINATE = """
+mutation Terminate($runId: String!) {
+  terminateRun(runId: $runId) { __typename ... on PythonError { message } ... on TerminateRunFailure { message } }
+}"""
+PARTITION_STATS = """
+query Stats($keys: [AssetKeyInput!]) {
+  assetNodes(assetKeys: $keys) { assetKey { path } partitionStats { numMaterialized numFailed numMaterializing } }
+}"""
+
+
+def test_terminating_ranged_backfill_cancels_its_inner_run(deployment):
+    """Terminate from the UI (its GraphQL mutation) while the inner run executes: both runs end CANCELED,
+    and the partitions the inner run had not written are not marked Failed."""
+    url, home, lake = deployment
+    keys = [{"path": list(TABLES[t])} for t in ("bronze", "silver", "gold")]
+
+    def failed_partitions() -> dict[str, int]:
+        nodes = graphql(f"{url}/graphql", PARTITION_STATS, {"keys": keys})["assetNodes"]
+        assert all(n["partitionStats"]["numMaterializing"] == 0 for n in nodes), nodes
+        return {"/".join(n["assetKey"]["path"]): n["partitionStats"]["numFailed"] for n in nodes}
+
+    failed_before = failed_partitions()
+    outer = launch_ranged_backfill(f"{url}/graphql", ["EEE", "FFF"], date(2024, 4, 1), date(2024, 4, 12))
+    instance = dg.DagsterInstance.from_config(str(home))
+    inner = None
+    deadline = time.monotonic() + 600
+    while inner is None and time.monotonic() < deadline:
+        for run in instance.get_runs(dg.RunsFilter(job_name=LAKEHOUSE_JOB, tags={RANGE_START_TAG: "2024-04-01|EEE"})):
+            steps = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_START).records
+            if any(r.event_log_entry.step_key == step_name("silver") for r in steps):
+                inner = run.run_id  # bronze written, silver executing
+        time.sleep(0.5)
+    assert inner, "the inner run never reached its silver step"
+    asked = time.monotonic()
+    assert graphql(f"{url}/graphql", TERMINATE, {"runId": outer})["terminateRun"]["__typename"] == (
+        "TerminateRunSuccess"
+    )
+    assert wait_run(f"{url}/graphql", outer, timeout=300) == "CANCELED"
+    assert wait_run(f"{url}/graphql", inner, timeout=120) == "CANCELED"
+    assert time.monotonic() - asked < 120
+    failures = instance.get_records_for_run(inner, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    assert not failures, [r.event_log_entry.message for r in failures]
+    assert failed_partitions() == failed_before
+    # What was written before the termination stays recorded: bronze has the 20 partitions of the range.
+    bronze = instance.get_materialized_partitions(dg.AssetKey(list(TABLES["bronze"])))
+    assert {f"2024-04-{d:02d}|{s}" for d in (1, 12) for s in ("EEE", "FFF")} <= {str(k) for k in bronze}

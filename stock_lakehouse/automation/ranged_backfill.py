@@ -10,17 +10,33 @@ CLI's ``materialize`` does, inside its own run: one ranged run of the asset job 
 symbols, all in this process, sharing one Spark session. Those runs are ordinary asset-job runs in the
 run list (range tags, per-partition materializations and check results), so nothing downstream can tell
 them from any other backfill.
+
+Terminating the job terminates its inner run: the inner runs execute on a worker thread, so Dagster's
+interrupt reaches this op's thread, which marks the inner run CANCELING, cancels its Spark jobs and
+interrupts the worker. Dagster then records the inner run CANCELED (executed on the interrupted thread
+itself, it would be FAILURE, "No user initiated termination request was found", and every partition it
+had not written would show Failed with its rows intact); a canceled run's partitions keep their status.
 """
 
+import ctypes
+import os
+import socket
+import threading
+from collections.abc import Callable
 from datetime import date, timedelta
+from typing import TypeVar
 
 import dagster as dg
 from pydantic import Field
 
-from stock_lakehouse.recovery import RunWorker
+from stock_lakehouse.recovery import HOST_TAG, PID_TAG, RunWorker
 from stock_lakehouse.symbols import validate_symbols
 
 RANGED_BACKFILL_JOB = "ranged_backfill"
+#: How long a terminated job waits for its inner run to record CANCELED before the process ends.
+CANCEL_GRACE_SECONDS = 60.0
+
+T = TypeVar("T")
 
 
 class RangedBackfillConfig(dg.Config):
@@ -76,7 +92,9 @@ def materialize_ranges(context: dg.OpExecutionContext, config: RangedBackfillCon
             f"than automation.ranged_backfill_max_partitions={cap:,}: set confirm_large: true to run it"
         )
     try:
-        ok, summary, error = run_materialize(symbols, start, end, overrides={}, instance=context.instance)
+        ok, summary, error = run_cancelable(
+            context, lambda: run_materialize(symbols, start, end, overrides={}, instance=context.instance)
+        )
     except MaterializeError as exc:
         raise dg.Failure(str(exc)) from None
     rows = ", ".join(f"{table} {n:,}" for table, n in summary.rows.items())
@@ -85,6 +103,66 @@ def materialize_ranges(context: dg.OpExecutionContext, config: RangedBackfillCon
         context.log.warning(f"withheld by the quality gate: {'; '.join(summary.withheld)}")
     if not ok:
         raise dg.Failure(description=error, metadata={"runs": ", ".join(summary.runs)})
+
+
+def run_cancelable(context: dg.OpExecutionContext, work: Callable[[], T]) -> T:
+    """``work()`` (inner runs) on a worker thread; a termination of this run cancels them (module docstring).
+
+    Raises:
+        dg.DagsterExecutionInterruptedError: this run was terminated (after the inner runs were canceled).
+    """
+    box: dict[str, object] = {}
+    # An Event, not Thread.join: a join interrupted by the signal marks the still-running thread stopped
+    # (CPython's bpo-45274 handling in 3.11), and the grace wait below would return at once.
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # handed to the op's thread
+            box["error"] = exc
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=target, name=f"{RANGED_BACKFILL_JOB}-runs", daemon=True)
+    worker.start()
+    try:
+        while not done.wait(0.2):
+            pass
+    except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
+        canceled = cancel_inner_runs(context.instance, context.run_id)
+        context.log.warning(f"terminated: canceling inner run(s) {', '.join(canceled) or '(none running)'}")
+        if not done.is_set():  # else its id may already name another thread
+            _interrupt_thread(worker)
+            done.wait(CANCEL_GRACE_SECONDS)
+        raise
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+def cancel_inner_runs(instance: dg.DagsterInstance, outer_run_id: str) -> list[str]:
+    """Mark CANCELING the unfinished runs this process executes besides ``outer_run_id``; their ids.
+
+    Found by the worker tags every run records (``recovery.py``): this host, this process."""
+    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    unfinished = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+    runs = instance.get_runs(dg.RunsFilter(tags=tags, statuses=unfinished))
+    inner = [r for r in runs if r.run_id != outer_run_id]
+    for run in inner:
+        instance.report_run_canceling(run, message=f"{RANGED_BACKFILL_JOB} run {outer_run_id} was terminated")
+    return [r.run_id for r in inner]
+
+
+def _interrupt_thread(worker: threading.Thread) -> None:
+    """Stop the inner run on ``worker``: its Spark jobs cancelled, then a KeyboardInterrupt raised in it."""
+    from stock_lakehouse.lakehouse.spark import cancel_running_jobs
+
+    if worker.ident is None:
+        return
+    # The thread takes the exception at its next Python instruction: after the cancelled action returns.
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident), ctypes.py_object(KeyboardInterrupt))
+    cancel_running_jobs()
 
 
 @dg.job(

@@ -205,3 +205,14 @@ class SparkResource(dg.ConfigurableResource):
                     SESSION_STARTED.format(seconds=time.perf_counter() - started, master=self.master)
                 )
             return session
+
+
+def cancel_running_jobs() -> bool:
+    """Cancel every running Spark job of this process's session, if one was started; whether there was one.
+
+    A terminated run's Python thread can be blocked in a Spark action: cancelling the jobs returns it."""
+    context = SparkContext._active_spark_context
+    if context is None:
+        return False
+    context.cancelAllJobs()
+    return True

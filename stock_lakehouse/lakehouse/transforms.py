@@ -64,7 +64,7 @@ def validity_reasons(
             ]
         else:
             checks += [(c.isNull(), f"missing_{name}")]
-    checks += [(~_finite(c), f"nonfinite_{n}") for n, c in typed.items() if n != "volume"]
+    checks += [(~_finite(c), f"nonfinite_{n}") for n, c in typed.items()]
     checks += [(c <= 0, f"nonpositive_{n}") for n, c in typed.items() if n != "volume"]
     checks += [
         (volume < 0, "negative_volume"),
