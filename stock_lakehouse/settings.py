@@ -307,6 +307,25 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _cadence_affordable(self) -> Settings:
+        # A cadence set explicitly must fit the key's daily budget; with the default one, the schedule
+        # itself skips every tick saying why (wiring), so a free key still runs materialize and backfills.
+        if self.source == "alphavantage" and "intraday_every_minutes" in self.automation.model_fields_set:
+            problem = self.intraday_cost_refusal()
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    def intraday_cost_refusal(self) -> str | None:
+        """Why the live source's daily budget cannot pay for the intraday refresh (None: it can, or offline)."""
+        from stock_lakehouse.automation.cadence import CadenceCost
+
+        if self.source != "alphavantage":
+            return None
+        cost = CadenceCost(len(self.all_symbols), self.automation.intraday_every_minutes)
+        return cost.refusal(self.alphavantage.budget.per_day)
+
     @property
     def lake(self):
         """The ``Lake`` resource every reader and writer of tables is given (the one place the lake's

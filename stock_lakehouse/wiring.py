@@ -30,6 +30,7 @@ from stock_lakehouse.lakehouse.spark import SparkResource
 from stock_lakehouse.partitions import bars_partitions
 from stock_lakehouse.quality.checks import build_quality_checks
 from stock_lakehouse.quality.gates import QualityGate
+from stock_lakehouse.ranged_runs import RangeRunner
 from stock_lakehouse.recovery import RunWorker
 from stock_lakehouse.settings import API_KEY_ENV, Settings, load_settings
 
@@ -143,13 +144,21 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     auto = settings.automation
     symbols = settings.all_symbols
     maintenance_job, maintenance_schedule = build_maintenance()
-    return dg.Definitions(
+    # The ranged_backfill job runs this asset job: it gets it through a resource bound to these definitions.
+    range_runner = RangeRunner(settings, lambda: lakehouse_job(defs))
+    defs = dg.Definitions(
         assets=assets,
         asset_checks=checks,
         jobs=[maintenance_job, ranged_backfill_job],
         schedules=[
             maintenance_schedule,
-            build_intraday_schedule(LAKEHOUSE_JOB, symbols, auto.intraday_every_minutes, settings.calendar),
+            build_intraday_schedule(
+                LAKEHOUSE_JOB,
+                symbols,
+                auto.intraday_every_minutes,
+                settings.calendar,
+                over_budget=settings.intraday_cost_refusal(),
+            ),
             build_end_of_day_schedule(LAKEHOUSE_JOB, symbols, settings.calendar, auto.end_of_day_at),
         ],
         sensors=[
@@ -160,9 +169,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             build_check_failure_sensor([key for c in checks for key in c.check_keys]),
             build_anomaly_sensor(auto.anomaly_price_change_pct, auto.anomaly_volume_multiple),
         ],
-        resources=build_resources(settings),
+        resources={**build_resources(settings), "range_runner": range_runner},
         executor=dg.in_process_executor,
     )
+    return defs
 
 
 def lakehouse_job(defs: dg.Definitions) -> dg.JobDefinition:

@@ -364,3 +364,22 @@ def test_calendar_names_and_dates_are_normalized(tmp_path, clean_env, monkeypatc
     s = load_settings()
     assert (s.calendar, s.automation.end_of_day_at) == ("XLON", "09:05")
     assert is_trading_day(date(2024, 3, 4), s.calendar)
+
+
+def test_a_cadence_the_key_cannot_pay_for_is_refused_with_the_arithmetic(monkeypatch, clean_env):
+    from stock_lakehouse.automation.cadence import ticks_per_day
+
+    # Cron minutes */N from 09:30 to one cadence after 16:00.
+    assert [ticks_per_day(n) for n in (1, 5, 15, 30, 60)] == [392, 80, 28, 15, 8]
+    monkeypatch.setenv("STOCK_LAKEHOUSE_AUTOMATION_INTRADAY_EVERY_MINUTES", "1")
+    live = {"source": "alphavantage", "symbols": "AAA,BBB"}
+    with pytest.raises(SettingsError) as info:
+        load_settings(overrides=live)
+    (line,) = str(info.value).splitlines()
+    assert (
+        "automation.intraday_every_minutes=1 needs 786 requests a day (2 symbol(s) x (392 ticks + 1 end-of-day "
+        "run)) but alphavantage.budget.per_day is 25" in line
+    )
+    # A premium plan's budget pays for it; offline sources need no budget at all.
+    assert load_settings(overrides={**live, "alphavantage.budget.per_day": 786}).automation.intraday_every_minutes == 1
+    assert load_settings(overrides={**live, "source": "synthetic"}).intraday_cost_refusal() is None

@@ -391,6 +391,21 @@ def test_intraday_and_end_of_day_say_why_they_skip_and_split_runs_at_ui_symbols(
     ]
 
 
+def test_intraday_refresh_a_free_key_cannot_pay_for_skips_every_tick_with_the_arithmetic(lake, clean_env, instance):
+    # The default cadence (15 minutes) with the live source and a free key's 25 requests a day: settings
+    # load (materialize and backfills still work), and the schedule says at every tick why it does not run.
+    overrides = {"symbols": "AAA,BBB", "lake_root": str(lake), "source": "alphavantage"}
+    free = build_definitions(load_settings(overrides=overrides))
+    sync_symbols(instance, ["AAA", "BBB"])
+    data = schedule_tick(free, "intraday_refresh", instance, ny(2024, 11, 29, 12, 45))
+    assert not data.run_requests
+    assert data.skip_message.startswith("automation.intraday_every_minutes=15 needs 58 requests a day (2 symbol(s)")
+    assert "alphavantage.budget.per_day is 25" in data.skip_message
+    # A plan that pays for it: the same tick asks for the runs.
+    paid = build_definitions(load_settings(overrides={**overrides, "alphavantage.budget.per_day": 75}))
+    assert len(schedule_tick(paid, "intraday_refresh", instance, ny(2024, 11, 29, 12, 45)).run_requests) == 1
+
+
 def test_weekly_maintenance_requests_its_job_on_sunday_mornings(defs, instance):
     from dagster._utils.schedules import cron_string_iterator
 

@@ -6,10 +6,10 @@ symbols x 21 days is 21 runs), and every run pays its own process, definitions l
 whose JIT starts cold each time. Dagster >= 1.5 hides the dialog's "single run" option (the backfill
 policy decides), and a multi-partition range cannot be widened to a rectangle from the dialog. This job
 takes the selection as Launchpad config instead (symbols, first and last date) and executes it as the
-CLI's ``materialize`` does, inside its own run: one ranged run of the asset job per group of neighbouring
-symbols, all in this process, sharing one Spark session. Those runs are ordinary asset-job runs in the
-run list (range tags, per-partition materializations and check results), so nothing downstream can tell
-them from any other backfill.
+CLI's ``materialize`` does (``ranged_runs``, given as a resource), inside its own run: one ranged run of
+the asset job per group of neighbouring symbols, all in this process, sharing one Spark session. Those
+runs are ordinary asset-job runs in the run list (range tags, per-partition materializations and check
+results), so nothing downstream can tell them from any other backfill.
 
 Terminating the job terminates its inner run: the inner runs execute on a worker thread, so Dagster's
 interrupt reaches this op's thread, which marks the inner run CANCELING, cancels its Spark jobs and
@@ -29,6 +29,7 @@ from typing import TypeVar
 import dagster as dg
 from pydantic import Field
 
+from stock_lakehouse.ranged_runs import MaterializeError, RangeRunner
 from stock_lakehouse.recovery import HOST_TAG, PID_TAG, RunWorker
 from stock_lakehouse.symbols import validate_symbols
 
@@ -61,15 +62,19 @@ def _parse_day(value: str, field: str) -> date:
 
 
 @dg.op(description="Materialize every table for the configured symbols x dates as ranged runs of the asset job.")
-def materialize_ranges(context: dg.OpExecutionContext, config: RangedBackfillConfig, run_worker: RunWorker) -> None:
-    """Run the selection through ``run_materialize`` in this process; fail naming the first cause.
+def materialize_ranges(
+    context: dg.OpExecutionContext,
+    config: RangedBackfillConfig,
+    run_worker: RunWorker,
+    range_runner: dg.ResourceParam[RangeRunner],
+) -> None:
+    """Run the selection through ``range_runner`` in this process; fail naming the first cause.
 
     ``run_worker`` records this process as the run's worker (its inner runs record it too): a crash
-    of the process fails them all through recovery (``recovery.py``)."""
+    of the process fails them all through recovery (``recovery.py``). ``range_runner`` holds the code
+    location's settings and asset job."""
     import numpy as np
 
-    from stock_lakehouse.materialize import MaterializeError, run_materialize
-    from stock_lakehouse.settings import load_settings
     from stock_lakehouse.symbols import InvalidSymbolError
 
     try:
@@ -78,9 +83,9 @@ def materialize_ranges(context: dg.OpExecutionContext, config: RangedBackfillCon
         raise dg.Failure(str(exc)) from None
     start = _parse_day(config.start, "start")
     end = _parse_day(config.end, "end") if config.end else start
-    # Refused here, before any definitions load or Spark session starts: a mistyped year must not start
+    # Refused here, before any Spark session starts: a mistyped year must not start
     # hours of work (nor cost more than this step's process).
-    settings = load_settings()
+    settings = range_runner.settings
     cap = settings.automation.ranged_backfill_max_partitions
     # Weekdays by numpy's day arithmetic: pandas' nanosecond timestamps overflow past 2262 (a typed year).
     weekdays = int(np.busday_count(start, end + timedelta(days=1))) if start <= end else 0
@@ -92,9 +97,7 @@ def materialize_ranges(context: dg.OpExecutionContext, config: RangedBackfillCon
             f"than automation.ranged_backfill_max_partitions={cap:,}: set confirm_large: true to run it"
         )
     try:
-        ok, summary, error = run_cancelable(
-            context, lambda: run_materialize(symbols, start, end, overrides={}, instance=context.instance)
-        )
+        ok, summary, error = run_cancelable(context, lambda: range_runner(symbols, start, end, context.instance))
     except MaterializeError as exc:
         raise dg.Failure(str(exc)) from None
     rows = ", ".join(f"{table} {n:,}" for table, n in summary.rows.items())

@@ -31,17 +31,23 @@ def todays_run_requests(
 
 
 def build_intraday_schedule(
-    job_name: str, symbols: Sequence[str], every_minutes: int, calendar: str
+    job_name: str, symbols: Sequence[str], every_minutes: int, calendar: str, over_budget: str | None = None
 ) -> dg.ScheduleDefinition:
+    """``over_budget``: why the API budget cannot pay for this cadence (``Settings.intraday_cost_refusal``);
+    then every tick skips saying so instead of spending the day's requests by noon."""
+
     @dg.schedule(
         name="intraday_refresh",
         job_name=job_name,
         cron_schedule=f"*/{every_minutes} * * * 1-5",
         execution_timezone=EXCHANGE_TZ,
         description=f"Every {every_minutes} minutes while NYSE is open (and once just after the close): "
-        "today's partitions of all configured symbols from the latest data.",
+        "today's partitions of all configured symbols from the latest data."
+        + (f" Skips every tick: {over_budget}." if over_budget else ""),
     )
     def intraday_refresh(context: dg.ScheduleEvaluationContext):
+        if over_budget:
+            return dg.SkipReason(over_budget)
         when = context.scheduled_execution_time
         bounds = session_bounds(when.astimezone(ZoneInfo(EXCHANGE_TZ)).date(), calendar)
         if bounds is None:
