@@ -33,6 +33,7 @@ from stock_lakehouse_tests.test_quality_gates import day_payload, three_broken_b
 pytestmark = pytest.mark.spark
 
 SYMBOLS = ["AAA", "BBB"]
+FRESHNESS_CLOCK = "2024-03-07T18:00:00+00:00"
 CHECK_STATUSES = """
 query {
   assetNodes(assetKeys: [{path: ["silver", "stock_clean"]}]) {
@@ -58,6 +59,8 @@ def deployment(tmp_path_factory):
         "STOCK_LAKEHOUSE_SOURCE": "synthetic",
         "STOCK_LAKEHOUSE_SYMBOLS": ",".join(SYMBOLS),
         "STOCK_LAKEHOUSE_LAKE_ROOT": str(lake),
+        # The sensors' clock: 13:00 New York on a trading day none of the tests writes (freshness alerts).
+        "STOCK_LAKEHOUSE_AUTOMATION_CLOCK_UTC": FRESHNESS_CLOCK,
     }
     with dagster_dev(home, env) as url:
         yield url, home, lake
@@ -134,17 +137,18 @@ def test_ui_shows_the_asset_graph_and_silver_partitions(deployment, screenshot_d
 
 @pytest.mark.browser
 def test_ui_check_pages_agree_per_partition(deployment, spark, tmp_path, monkeypatch, clean_env, screenshot_dir):
-    """A CLI run over XYZ x 03-04..05 with 03-04 broken, into the deployment's instance: every check page
-    of the UI tells the same story per partition (issue 15), and the run has the UI's job name."""
+    """A CLI run over XYZ x 03-04..06 with 03-04 broken, into the deployment's instance: every check page
+    of the UI tells the same story per partition (issues 15 and 25), for warning rules as for blocking ones;
+    the withheld partition shows a failed check on gold, BI and signals; the run has the UI's job name."""
     url, home, lake = deployment
     rec = tmp_path / "rec"
     rec.mkdir()
-    days = ("2024-03-04", "2024-03-05")
+    days = ("2024-03-04", "2024-03-05", "2024-03-06")
     clean = day_payload("XYZ", 60, {}, days)
     (rec / "xyz.json").write_text(day_payload("XYZ", 60, three_broken_bars(clean), days))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     ok, summary, error = run_materialize(
-        ["XYZ"], date(2024, 3, 4), date(2024, 3, 5),
+        ["XYZ"], date(2024, 3, 4), date(2024, 3, 6),
         {"source": "replay", "replay_dir": str(rec), "lake_root": str(lake)},
     )  # fmt: skip
     assert ok, error
@@ -154,6 +158,7 @@ def test_ui_check_pages_agree_per_partition(deployment, spark, tmp_path, monkeyp
     failed = sorted(name for name, (passed, _, _) in silver.items() if not passed)
     assert "silver_low_not_above_high" in failed and "silver_has_rows" not in failed
     assert silver["silver_low_not_above_high"][2]["failing_partitions"] == ["2024-03-04|XYZ"]
+    assert [w for w in summary.withheld if "2024-03-04|XYZ" in w] == summary.withheld != [], summary.withheld
 
     from selenium.webdriver.common.by import By
 
@@ -174,33 +179,50 @@ def test_ui_check_pages_agree_per_partition(deployment, spark, tmp_path, monkeyp
             assert lines_after(body, name) == [expected], (name, body)
         # The check's detail: "Latest execution" is the evaluation of silver's latest materialization, one
         # partition, named there, with that partition's own result.
-        outcome = {"2024-03-04|XYZ": "Failed", "2024-03-05|XYZ": "Passed"}
+        outcome = {"2024-03-04|XYZ": "Failed", "2024-03-05|XYZ": "Passed", "2024-03-06|XYZ": "Passed"}
         click_text(driver, "silver_low_not_above_high")
         body = wait_for_text(driver, ["Latest execution", "Evaluation result"])
         (shown,) = lines_after(body, "Partition")
         assert lines_after(body, "Evaluation result") == [outcome[shown]], body
         # Its execution history: one row per partition, each with its own result.
         click_text(driver, "Execution history")
-        body = wait_for_text(driver, ["2024-03-04|XYZ", "2024-03-05|XYZ"])
+        body = wait_for_text(driver, list(outcome))
         rows = body.splitlines()
         result_of = {rows[i + 3]: rows[i] for i, row in enumerate(rows) if row in ("Passed", "Failed")}
         assert {k: result_of[k] for k in outcome} == outcome, rows
         driver.save_screenshot(str(screenshot_dir / "ui-check-history.png"))
-        # Its Partitions view: the 6 backfilled partitions and XYZ 03-05 passed, XYZ 03-04 failed.
+        # Its Partitions view: the 6 backfilled partitions and XYZ 03-05, 03-06 passed, XYZ 03-04 failed.
         click_text(driver, "Partitions", last=True)
-        wait_for_text(driver, ["Failed (1)", "Passed (7)", "Skipped (0)"])
+        wait_for_text(driver, ["Failed (1)", "Passed (8)", "Skipped (0)"])
         driver.save_screenshot(str(screenshot_dir / "ui-check-partitions.png"))
+        # A warning rule is judged per partition too: only the broken day failed, the clean ones passed.
+        driver.get(f"{url}/assets/silver/stock_clean?view=checks")
+        time.sleep(3)
+        click_text(driver, "silver_invalid_bars")
+        wait_for_text(driver, ["Latest execution"])
+        click_text(driver, "Partitions", last=True)
+        wait_for_text(driver, ["Failed (1)", "Passed (8)", "Skipped (0)"])
+        # The withheld day is marked where it is: a failed check on gold, BI and signals.
+        for path, check in (
+            ("gold/daily_kpis", "gold_partition_withheld"),
+            ("gold/bi_stock_daily", "bi_partition_withheld"),
+            ("gold/signals", "signals_partition_withheld"),
+        ):
+            driver.get(f"{url}/assets/{path}?view=checks")
+            time.sleep(3)
+            body = wait_for_text(driver, [check])
+            assert lines_after(body, check) == ["Failed"], (check, body)
         # Selecting a partition of silver shows that partition's own row count beside the run's total.
         driver.get(f"{url}/assets/silver/stock_clean?view=partitions")
         time.sleep(3)
         dismiss_community_dialog(driver)
-        wait_for_text(driver, ["Materialized (8)"])
+        wait_for_text(driver, ["Materialized (9)"])
         driver.find_element(By.XPATH, "//input[@placeholder='Filter by date…']").send_keys("2024-03-04")
         time.sleep(2)
         click_text(driver, "2024-03-04")
         click_text(driver, "XYZ", last=True)
         body = wait_for_text(driver, ["2024-03-04|XYZ", "row_count", "partition_status"])
-        assert lines_after(body, "row_count") == ["60"] and lines_after(body, "run_row_count") == ["120"], body
+        assert lines_after(body, "row_count") == ["60"] and lines_after(body, "run_row_count") == ["180"], body
         assert lines_after(body, "partition_status") == ["written"], body
         assert lines_after(body, "preview") == ["[Show Markdown]"], body  # 5 rows of the partition
         driver.save_screenshot(str(screenshot_dir / "ui-partition-metadata.png"))
@@ -208,6 +230,22 @@ def test_ui_check_pages_agree_per_partition(deployment, spark, tmp_path, monkeyp
         driver.get(f"{url}/assets/silver/stock_clean")
         time.sleep(3)
         wait_for_text(driver, ["Columns", "dq_reason", "is_valid", "stock-lakehouse show silver"])
+
+
+@pytest.mark.browser
+def test_ui_shows_a_freshness_alert_in_its_tick_logs(deployment, screenshot_dir):
+    """At the deployment's sensor clock (2024-03-07 13:00 New York) the configured symbols have no bar that
+    day: the freshness sensor's tick alerts, and the alert's text is readable on the sensor's page."""
+    url, _, _ = deployment
+    expected = "freshness: AAA: no new bar since the open on 2024-03-07"
+    with chromium() as driver:
+        driver.get(f"{url}/locations/__repository__@stock_lakehouse/sensors/freshness_alerts")
+        time.sleep(3)
+        dismiss_community_dialog(driver)
+        wait_for_text(driver, ["View logs"], timeout=180)  # the daemon's first tick
+        click_text(driver, "View logs")
+        wait_for_text(driver, [expected, "freshness: BBB"])
+        driver.save_screenshot(str(screenshot_dir / "ui-freshness-tick-logs.png"))
 
 
 def test_ranged_backfill_from_the_launchpad_is_one_process_and_one_jvm(deployment):
