@@ -243,7 +243,8 @@ def test_ui_shows_a_freshness_alert_in_its_tick_logs(deployment, screenshot_dir)
         time.sleep(3)
         dismiss_community_dialog(driver)
         wait_for_text(driver, ["View logs"], timeout=180)  # the daemon's first tick
-        click_text(driver, "View logs")
+        # Newest first: the alert is in the first tick's logs (the cursor then holds the stale symbols).
+        click_text(driver, "View logs", last=True)
         wait_for_text(driver, [expected, "freshness: BBB"])
         driver.save_screenshot(str(screenshot_dir / "ui-freshness-tick-logs.png"))
 
