@@ -83,8 +83,8 @@ def materialize_ranges(
         raise dg.Failure(str(exc)) from None
     start = _parse_day(config.start, "start")
     end = _parse_day(config.end, "end") if config.end else start
-    # Refused here, before any Spark session starts: a mistyped year must not start
-    # hours of work (nor cost more than this step's process).
+    # Refused here, before any Spark session starts: a mistyped year must not start hours of work (nor
+    # cost more than this step's process).
     settings = range_runner.settings
     cap = settings.automation.ranged_backfill_max_partitions
     # Weekdays by numpy's day arithmetic: pandas' nanosecond timestamps overflow past 2262 (a typed year).

@@ -6,8 +6,8 @@ dimensions), so single partitions, ranged backfills and arbitrary key sets write
 ``replaceWhere``. Delta checks that every written row matches the predicate, so an output can never
 touch another partition; the one exception is declared by the asset (``TableWrite.follow_on``: later
 dates whose windows reach the run's, rewritten in the same commit and reported as their own
-materializations). An input with metadata ``{"history": True}`` loads, per symbol, every row up
-to the latest requested date (windows over earlier trading days).
+materializations). An input with metadata ``{"history": True}`` loads every row of the run's symbols
+(windows over earlier trading days, and the later days that follow the run's).
 """
 
 import time
