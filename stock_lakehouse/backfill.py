@@ -158,6 +158,33 @@ def launch_ranged_backfill(
     return result["run"]["runId"]
 
 
+def launch_partition_run(graphql_url: str, symbol: str, day: date, location: str = "stock_lakehouse") -> str:
+    """Materialize one (symbol, date) partition of every table as a click in the asset graph does (a run of
+    the asset job with the partition's tags, checks included); returns the run id."""
+    from stock_lakehouse.wiring import LAKEHOUSE_JOB
+
+    key = partition_keys([symbol], day, day)[0]
+    params = {
+        "selector": {
+            "repositoryLocationName": location,
+            "repositoryName": "__repository__",
+            "pipelineName": LAKEHOUSE_JOB,
+            "assetSelection": [{"path": list(k.path)} for k in (BRONZE, SILVER, GOLD, BI, SIGNALS)],
+        },
+        "executionMetadata": {
+            "tags": [
+                {"key": "dagster/partition", "value": key},
+                {"key": "dagster/partition/date", "value": day.isoformat()},
+                {"key": "dagster/partition/symbol", "value": symbol},
+            ]
+        },
+    }
+    result = _post(graphql_url, LAUNCH_RUN, {"params": params})["launchRun"]
+    if result["__typename"] != "LaunchRunSuccess":
+        raise BackfillError(f"run refused ({result['__typename']}): {result.get('message') or result.get('errors')}")
+    return result["run"]["runId"]
+
+
 def wait_run(graphql_url: str, run_id: str, timeout: float = 1800.0, poll: float = 2.0) -> str:
     """Poll until the run ends; returns its status (SUCCESS, FAILURE, CANCELED)."""
     return _poll(graphql_url, RUN_STATUS, f"run {run_id}", {"id": run_id}, "Run", RUN_DONE, timeout, poll)["status"]

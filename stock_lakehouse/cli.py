@@ -451,9 +451,10 @@ def backfill(url, symbols, start, end, wait, ranged, confirm_large) -> None:
 )
 @click.option(
     "--ui-ways",
-    default="backfill,ranged_job",
+    default="backfill,ranged_job,ui_single_partition",
     show_default=True,
-    help="Which UI ways --daemon measures: backfill (asset graph), ranged_job (ranged_backfill Launchpad).",
+    help="Which UI ways --daemon measures: backfill (asset graph), ranged_job (ranged_backfill Launchpad), "
+    "ui_single_partition (one partition's Materialize click).",
 )
 @click.option(
     "--postgres/--no-postgres",

@@ -10,7 +10,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from stock_lakehouse.backfill import launch_backfill, launch_ranged_backfill, wait_backfill, wait_run
+from stock_lakehouse.backfill import (
+    launch_backfill,
+    launch_partition_run,
+    launch_ranged_backfill,
+    wait_backfill,
+    wait_run,
+)
 from stock_lakehouse.benchmarks.run_costs import run_cost, summarize
 from stock_lakehouse.event_storage import instance_yaml
 from stock_lakehouse.lakehouse.reader import read_table
@@ -335,3 +341,20 @@ def test_terminating_ranged_backfill_cancels_its_inner_run(deployment):
     # What was written before the termination stays recorded: bronze has the 20 partitions of the range.
     bronze = instance.get_materialized_partitions(dg.AssetKey(list(TABLES["bronze"])))
     assert {f"2024-04-{d:02d}|{s}" for d in (1, 12) for s in ("EEE", "FFF")} <= {str(k) for k in bronze}
+
+
+def test_one_partition_launched_as_a_click_materializes_every_table_with_its_checks(deployment):
+    """What the bench's ``ui_single_partition`` times: one (symbol, date) of every table, launched with a
+    partition's tags as the asset graph's Materialize does, is a run of that partition with its checks."""
+    url, home, lake = deployment
+    run_id = launch_partition_run(f"{url}/graphql", "AAA", date(2024, 3, 11))
+    assert wait_run(f"{url}/graphql", run_id, timeout=600) == "SUCCESS"
+    instance = dg.DagsterInstance.from_config(str(home))
+    assert instance.get_run_by_id(run_id).tags["dagster/partition"] == "2024-03-11|AAA"
+    for table in TABLES:
+        keys = {str(k) for k in instance.get_materialized_partitions(dg.AssetKey(list(TABLES[table])))}
+        assert "2024-03-11|AAA" in keys, table
+    checks = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    assert len(checks) >= len(TABLES), len(checks)
+    gold = read_table(str(lake), "gold")
+    assert list(gold[gold.trade_date == date(2024, 3, 11)].symbol) == ["AAA"]
