@@ -1,9 +1,11 @@
 import json
+import shutil
+from datetime import date
 
 import pytest
 
 from stock_lakehouse.ingestion import errors
-from stock_lakehouse.ingestion.parser import parse_payload
+from stock_lakehouse.ingestion.parser import parse_payload, peek_meta
 from stock_lakehouse.ingestion.synthetic import intraday_payload
 from stock_lakehouse_tests.conftest import FIXTURES, NVDA_SAMPLE
 
@@ -88,3 +90,46 @@ def test_synthetic_payload_is_deterministic_and_in_api_layout():
     counts = parsed.bars.groupby("trade_date").size().to_dict()
     # Thanksgiving has no bars; extended hours 04:00-20:00 give 192 five-minute bars.
     assert counts == {date(2024, 11, 27): 192, date(2024, 11, 29): 192}
+
+
+def test_peek_meta_answers_only_what_the_full_parse_would():
+    for kind, sym, quote, want in (
+        ("equity", "IBM", "USD", "IBM"),
+        ("fx", "EUR", "USD", "EURUSD"),
+        ("crypto", "BTC", "USD", "BTCUSD"),
+    ):
+        raw = intraday_payload(sym, [date(2024, 3, 4)], "5min", seed=1, kind=kind, quote=quote)
+        parsed = parse_payload(raw, "x")
+        assert peek_meta(raw) == (parsed.symbol, parsed.interval) == (want, "5min")
+    doc = json.loads(intraday_payload("IBM", [date(2024, 3, 4)], "5min", seed=1))
+    meta, (series_key, series) = doc["Meta Data"], next((k, v) for k, v in doc.items() if k.startswith("Time Series"))
+
+    def body(*pairs) -> bytes:
+        return ("{" + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in pairs) + "}").encode()
+
+    # Anything the cheap read could get wrong is left to the full parse (None): a second Meta Data (the
+    # parser keeps the last), a quoted "Time Series" inside a value, a nested object, a hostile symbol.
+    twice = body(("Meta Data", {**meta, "2. Symbol": "AAA"}), ("Meta Data", meta), (series_key, series))
+    assert parse_payload(twice, "x").symbol == "IBM" and peek_meta(twice) is None
+    for odd in (
+        body(("Meta Data", {**meta, "1. Information": 'a "Time Series (5min)" b'}), (series_key, series)),
+        body(("Meta Data", {**meta, "9. Extra": {"a": 1}}), (series_key, series)),
+        body(("Meta Data", {**meta, "2. Symbol": "../../x"}), (series_key, series)),
+        b'{"Meta Data": {"2. Symbol": "NVDA"',
+    ):
+        assert peek_meta(odd) is None, odd[:80]
+
+
+def test_a_replay_run_parses_only_the_files_of_its_symbols(tmp_path):
+    from stock_lakehouse.ingestion.sources import ReplaySource
+
+    shutil.copy(NVDA_SAMPLE, tmp_path / "nvda.json")
+    # AMD's file is cut short: its Meta Data is whole, its bars are not valid JSON.
+    (tmp_path / "amd.json").write_bytes(
+        b'{"Meta Data": {"2. Symbol": "AMD", "4. Interval": "1min"}, "Time Series (1min)": {"2024-03-04 10:00'
+    )
+    source = ReplaySource(folder=str(tmp_path))
+    assert [p.symbol for _, p in source.fetch({"NVDA": [date(2024, 3, 4)]}, "1min")] == ["NVDA"]
+    # Asked for, the broken file is parsed and named.
+    with pytest.raises(errors.MalformedPayloadError, match="amd.json"):
+        list(source.fetch({"AMD": [date(2024, 3, 4)]}, "1min"))

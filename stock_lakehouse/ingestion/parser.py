@@ -104,6 +104,33 @@ def _symbol_of(meta: dict, function: str) -> str | None:
     return _meta_value(meta, "Symbol")
 
 
+def peek_meta(raw: bytes) -> tuple[str, str] | None:
+    """The (symbol, interval) a JSON payload's ``Meta Data`` names, read without parsing its bars; None
+    unless that answer is certainly ``parse_payload``'s.
+
+    Why: a replay folder holds every symbol's month payloads; a run for one symbol need not parse the
+    others (a month of 1-minute bars is ~3 MB of JSON). The answer is only given when the body has one
+    ``Meta Data`` and one ``Time Series`` key, the ``Meta Data`` object is flat, and symbol and interval
+    are valid; anything else (duplicates, escapes, odd layouts) is left to the full parse.
+    """
+    try:
+        if raw.count(b'"Meta Data"') != 1 or raw.count(b'"Time Series') != 1:
+            return None
+        start = raw.index(b"{", raw.index(b'"Meta Data"'))
+        meta = json.loads(raw[start : raw.index(b"}", start) + 1])
+        at = raw.index(b'"Time Series') + 1
+        series_key = raw[at : raw.index(b'"', at)].decode()
+        function = next((fn for prefix, fn in _SERIES_FUNCTIONS if series_key.startswith(prefix)), None)
+        if not isinstance(meta, dict) or function is None or function == "TIME_SERIES_DAILY":
+            return None
+        symbol, interval = _symbol_of(meta, function), _meta_value(meta, "Interval")
+        if not symbol or not interval:
+            return None
+        return validate_symbol(symbol, "Meta Data"), validate_interval(interval, "Meta Data")
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError and an invalid symbol are ValueErrors
+        return None
+
+
 def parse_payload(raw: bytes, origin: str, *, expected_symbol: str | None = None) -> ParsedPayload:
     """Parse a JSON time-series payload.
 

@@ -31,7 +31,7 @@ from stock_lakehouse.ingestion.budget import RequestBudget
 from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.ingestion.errors import IngestionError
 from stock_lakehouse.ingestion.landing import LandingZone
-from stock_lakehouse.ingestion.parser import ParsedPayload, Payload, parse_payload
+from stock_lakehouse.ingestion.parser import ParsedPayload, Payload, parse_payload, peek_meta
 from stock_lakehouse.ingestion.synthetic import intraday_payload
 from stock_lakehouse.market_calendar import EXCHANGE_TZ
 
@@ -79,7 +79,8 @@ class ReplaySource(BarSource):
     Every ``*.json`` file under ``folder`` (any name, any depth) is read; its symbol and interval come
     from its ``Meta Data``. Several files may cover the same symbol: silver keeps, per bar, the one from
     the most recently refreshed response. A file that is not a time-series response is an error that
-    names the file.
+    names the file, unless its ``Meta Data`` certainly names a symbol or interval the run does not ask
+    for: such files are skipped without parsing their bars (a run pays for its symbols' payloads only).
     """
 
     folder: str
@@ -90,14 +91,20 @@ class ReplaySource(BarSource):
             raise IngestionError(f"replay folder {root} does not exist or is not a folder")
         return sorted(p for p in root.rglob("*.json") if p.is_file())
 
-    def _parsed(self) -> Iterator[Fetched]:
+    def _parsed(self, wanted: Mapping[str, object] | None = None, interval: str | None = None) -> Iterator[Fetched]:
+        """Every file parsed, or with ``wanted``/``interval`` those that may hold them: a file whose
+        ``Meta Data`` certainly names another symbol or interval (``peek_meta``) is skipped unparsed."""
         for path in self.files():
+            if wanted is not None:
+                named = peek_meta(path.read_bytes())
+                if named is not None and (named[0] not in wanted or named[1] != interval):
+                    continue
             stat = path.stat()
             yield _parse_file(str(path), stat.st_mtime_ns, stat.st_size)
 
     def fetch(self, dates_by_symbol: Mapping[str, Sequence[date]], interval: str) -> Iterator[Fetched]:
         """Yield the recorded payloads of the requested symbols at ``interval``."""
-        for payload, parsed in self._parsed():
+        for payload, parsed in self._parsed(dates_by_symbol, interval):
             if parsed.symbol in dates_by_symbol and parsed.interval == interval:
                 yield payload, parsed
 
