@@ -128,6 +128,14 @@ def wait_backfill(graphql_url: str, backfill_id: str, timeout: float = 1800.0, p
     return _poll(graphql_url, STATUS, what, {"id": backfill_id}, "PartitionBackfill", DONE, timeout, poll)
 
 
+def _launch_run(graphql_url: str, params: dict) -> str:
+    """launchRun with these ExecutionParams; the run id, or BackfillError naming why it was refused."""
+    result = _post(graphql_url, LAUNCH_RUN, {"params": params})["launchRun"]
+    if result["__typename"] != "LaunchRunSuccess":
+        raise BackfillError(f"run refused ({result['__typename']}): {result.get('message') or result.get('errors')}")
+    return result["run"]["runId"]
+
+
 def launch_ranged_backfill(
     graphql_url: str,
     symbols: Sequence[str],
@@ -152,10 +160,7 @@ def launch_ranged_backfill(
         },
         "runConfigData": {"ops": {materialize_ranges.name: {"config": config}}},
     }
-    result = _post(graphql_url, LAUNCH_RUN, {"params": params})["launchRun"]
-    if result["__typename"] != "LaunchRunSuccess":
-        raise BackfillError(f"run refused ({result['__typename']}): {result.get('message') or result.get('errors')}")
-    return result["run"]["runId"]
+    return _launch_run(graphql_url, params)
 
 
 def launch_partition_run(graphql_url: str, symbol: str, day: date, location: str = "stock_lakehouse") -> str:
@@ -179,10 +184,7 @@ def launch_partition_run(graphql_url: str, symbol: str, day: date, location: str
             ]
         },
     }
-    result = _post(graphql_url, LAUNCH_RUN, {"params": params})["launchRun"]
-    if result["__typename"] != "LaunchRunSuccess":
-        raise BackfillError(f"run refused ({result['__typename']}): {result.get('message') or result.get('errors')}")
-    return result["run"]["runId"]
+    return _launch_run(graphql_url, params)
 
 
 def wait_run(graphql_url: str, run_id: str, timeout: float = 1800.0, poll: float = 2.0) -> str:

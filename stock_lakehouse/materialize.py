@@ -72,9 +72,9 @@ def run_materialize(
     from stock_lakehouse.wiring import build_definitions, lakehouse_job
 
     settings = load_settings(overrides=overrides)
-    weekdays_to_run(settings, start, end)  # a bad range is refused before any instance or definitions exist
+    days = weekdays_to_run(settings, start, end)  # refused before any instance or definitions exist
     if instance is None:
         ensure_dagster_home()
         instance = dg.DagsterInstance.get()
     job = lakehouse_job(build_definitions(settings))
-    return run_ranges(job, settings, instance, symbols, start, end, log_level=log_level, progress=progress)
+    return run_ranges(job, settings, instance, symbols, days, log_level=log_level, progress=progress)

@@ -89,24 +89,20 @@ def run_ranges(
     settings: Settings,
     instance: dg.DagsterInstance,
     symbols: list[str] | None,
-    start: date,
-    end: date,
+    days: list[date],
     log_level: str = "WARNING",
     progress: RunProgress | None = None,
 ) -> tuple[bool, Summary, str]:
-    """Materialize every table for symbols x weekdays in [start, end] through ``job``, recorded in ``instance``.
+    """Materialize every table for symbols x ``days`` (from ``weekdays_to_run``) through ``job``, recorded in
+    ``instance``.
 
     Returns:
         (ok, summary, error): ``error``'s first line is the cause (the failing step's root cause); the next
         lines name the step, the run and its partitions. ``progress`` follows each run's events.
-
-    Raises:
-        MaterializeError: dates outside the partitions, or no weekday in the range.
     """
     from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, contiguous_groups, rectangle_selection, sync_symbols
 
     symbols = symbols or settings.all_symbols
-    days = weekdays_to_run(settings, start, end)
     recovered = recover_dead_runs(instance)  # else a dead run's pool slot blocks this run forever
     sync_symbols(instance, symbols)
     summary = Summary(recovered=recovered)
@@ -175,7 +171,9 @@ class RangeRunner:
     def __call__(
         self, symbols: list[str] | None, start: date, end: date, instance: dg.DagsterInstance
     ) -> tuple[bool, Summary, str]:
-        return run_ranges(self.job(), self.settings, instance, symbols, start, end)
+        """Raises MaterializeError for a range ``weekdays_to_run`` refuses."""
+        days = weekdays_to_run(self.settings, start, end)
+        return run_ranges(self.job(), self.settings, instance, symbols, days)
 
 
 def _root_cause(error) -> str:

@@ -19,8 +19,6 @@ had not written would show Failed with its rows intact); a canceled run's partit
 """
 
 import ctypes
-import os
-import socket
 import threading
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -30,7 +28,7 @@ import dagster as dg
 from pydantic import Field
 
 from stock_lakehouse.ranged_runs import MaterializeError, RangeRunner
-from stock_lakehouse.recovery import HOST_TAG, PID_TAG, RunWorker
+from stock_lakehouse.recovery import WORKER_RUN_TAG, RunWorker, process_tags
 from stock_lakehouse.symbols import validate_symbols
 
 RANGED_BACKFILL_JOB = "ranged_backfill"
@@ -147,8 +145,9 @@ def run_cancelable(context: dg.OpExecutionContext, work: Callable[[], T]) -> T:
 def cancel_inner_runs(instance: dg.DagsterInstance, outer_run_id: str) -> list[str]:
     """Mark CANCELING the unfinished runs this process executes besides ``outer_run_id``; their ids.
 
-    Found by the worker tags every run records (``recovery.py``): this host, this process."""
-    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    Found by the worker tags every run records (``recovery.py``): this host, pid and process start, so an
+    old run of a dead process that had the same pid is never touched."""
+    tags = {k: v for k, v in process_tags(outer_run_id).items() if k != WORKER_RUN_TAG}
     unfinished = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
     runs = instance.get_runs(dg.RunsFilter(tags=tags, statuses=unfinished))
     inner = [r for r in runs if r.run_id != outer_run_id]

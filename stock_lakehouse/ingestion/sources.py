@@ -58,6 +58,12 @@ def _parse_file(path: str, mtime_ns: int, size: int) -> tuple[Payload, ParsedPay
     return payload, parsed
 
 
+@lru_cache(maxsize=4096)
+def _peek_file(path: str, mtime_ns: int, size: int) -> tuple[str, str] | None:
+    # Keyed like _parse_file: the next run in this process reads no file it does not use.
+    return peek_meta(Path(path).read_bytes())
+
+
 class BarSource(dg.ConfigurableResource):
     """Where bars come from. Subclasses yield ``(Payload, ParsedPayload)`` for the requested partitions."""
 
@@ -95,11 +101,11 @@ class ReplaySource(BarSource):
         """Every file parsed, or with ``wanted``/``interval`` those that may hold them: a file whose
         ``Meta Data`` certainly names another symbol or interval (``peek_meta``) is skipped unparsed."""
         for path in self.files():
+            stat = path.stat()
             if wanted is not None:
-                named = peek_meta(path.read_bytes())
+                named = _peek_file(str(path), stat.st_mtime_ns, stat.st_size)
                 if named is not None and (named[0] not in wanted or named[1] != interval):
                     continue
-            stat = path.stat()
             yield _parse_file(str(path), stat.st_mtime_ns, stat.st_size)
 
     def fetch(self, dates_by_symbol: Mapping[str, Sequence[date]], interval: str) -> Iterator[Fetched]:

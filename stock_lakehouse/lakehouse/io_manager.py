@@ -119,7 +119,8 @@ class DeltaIOManager(dg.ConfigurableIOManager):
 
         ``volume`` was bigint until crypto decimals were kept (a documented schema change): a table written
         before it is rewritten with the column cast, in one commit (every whole number below 2**53 stays
-        exact; time travel shows the version before). Any other mismatch is left to Delta's schema check.
+        exact; time travel shows the version before). Called only when a write failed (Delta refuses the
+        doubles), so writes to tables of the current schema pay nothing; any other mismatch is re-raised.
         """
         if not table_exists(spark, uri):
             return []
@@ -188,25 +189,26 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             self._per_partition_metadata(context, run_parts, kept, write.skip)
             context.log.info(f"{context.asset_key.to_user_string()}: nothing written{_untouched(kept, write.skip)}")
             return
-        follow_on = [p for p in write.follow_on if p not in set(run_parts)]
+        in_run = set(run_parts)
+        follow_on = [p for p in write.follow_on if p not in in_run]
         predicate = partition_predicate(parts + follow_on)
-        widened = self._widen(spark, uri, obj.schema)
-        if widened:
-            context.log.warning(
-                f"{context.asset_key.to_user_string()}: widened {', '.join(widened)} from integer to double in "
-                f"{uri} (a documented schema change: crypto volumes keep their decimals); the version before "
-                "stays readable with time travel"
-            )
         try:
             try:
                 self._write(spark, obj, uri, predicate)
             except Exception as exc:
-                # Two runs creating the same table at once: one commit wins, the other raises
-                # ProtocolChanged/MetadataChanged. The table exists now, so writing again is a plain
-                # partition overwrite.
-                if not any(m in str(exc) for m in ("DELTA_PROTOCOL_CHANGED", "DELTA_METADATA_CHANGED")):
+                if any(m in str(exc) for m in ("DELTA_PROTOCOL_CHANGED", "DELTA_METADATA_CHANGED")):
+                    # Two runs creating the same table at once: one commit wins, the other raises
+                    # ProtocolChanged/MetadataChanged. The table exists now, so writing again is a plain
+                    # partition overwrite.
+                    context.log.warning(f"{uri} was created concurrently by another run; writing again")
+                elif widened := self._widen(spark, uri, obj.schema):
+                    context.log.warning(
+                        f"{context.asset_key.to_user_string()}: widened {', '.join(widened)} from integer to "
+                        f"double in {uri} (a documented schema change: crypto volumes keep their decimals); the "
+                        "version before stays readable with time travel"
+                    )
+                else:
                     raise
-                context.log.warning(f"{uri} was created concurrently by another run; writing again")
                 self._write(spark, obj, uri, predicate)
         except Exception as exc:
             raise RuntimeError(
