@@ -16,8 +16,9 @@ import click
 import pandas as pd
 
 from stock_lakehouse.lakehouse.tables import TABLES, VIEWS
-from stock_lakehouse.materialize import LAYERS, MaterializeError, Summary, ensure_dagster_home, run_materialize
-from stock_lakehouse.settings import PACKAGE_DIR, SettingsError, load_settings
+from stock_lakehouse.runs.instance_home import open_instance
+from stock_lakehouse.runs.materialize import LAYERS, MaterializeError, Summary, run_materialize
+from stock_lakehouse.settings import PACKAGE_DIR, Settings, SettingsError, load_settings
 from stock_lakehouse.symbols import validate_symbols
 
 DEMO_SYMBOLS = ("NVDA",)
@@ -45,7 +46,7 @@ class SettingsFailure(click.ClickException):
     naming the setting and where it came from."""
 
     def __init__(self, exc: SettingsError) -> None:
-        from stock_lakehouse.root_cause import redact
+        from stock_lakehouse.runs.root_cause import redact
 
         # A YAML error spreads over lines (the mark under the column): one line, still naming the file.
         super().__init__(redact(" ".join(line.strip() for line in str(exc).splitlines() if line.strip())))
@@ -86,23 +87,30 @@ def main(ctx: click.Context, config_file: str | None, log_level: str) -> None:
 
     for category in (dg.BetaWarning, dg.PreviewWarning):
         warnings.filterwarnings("ignore", category=category)
-    ctx.obj = {"log_level": log_level.upper() if log_level else None}
-    if config_file:
-        os.environ["STOCK_LAKEHOUSE_CONFIG"] = config_file
+    ctx.obj = {"log_level": log_level.upper() if log_level else None, "config": config_file}
+
+
+def _settings(**overrides: object) -> Settings:
+    """The command's settings: ``--config`` (else the usual lookup), the environment, then ``overrides``."""
+    config = click.get_current_context().find_root().obj["config"]
+    if config and not Path(config).expanduser().is_file():
+        raise SettingsError(f"invalid settings (--config): {config} is not a file")
+    return load_settings(Path(config).expanduser() if config else None, overrides=overrides)
 
 
 def _materialize_and_report(symbols, start, end, overrides) -> None:
-    from stock_lakehouse.progress import RunProgress
-    from stock_lakehouse.root_cause import exception_root_cause
+    from stock_lakehouse.runs.progress import RunProgress
+    from stock_lakehouse.runs.root_cause import exception_root_cause
 
     t0 = time.perf_counter()
     log_level = click.get_current_context().obj["log_level"]
+    settings = _settings(**overrides)
     try:
         # Dagster's console lines are off by default: the progress display shows the run, and a failure is
         # reported below as its cause, with the details in a log file.
         with RunProgress(LAYERS) as progress:
             ok, summary, error = run_materialize(
-                symbols, start, end, overrides, log_level or "CRITICAL", progress=progress
+                symbols, start, end, log_level=log_level or "CRITICAL", progress=progress, settings=settings
             )
     except SettingsError:
         raise  # one line, as every command's (_Commands)
@@ -113,15 +121,15 @@ def _materialize_and_report(symbols, start, end, overrides) -> None:
     from stock_lakehouse.lakehouse.spark import sessions_started
 
     elapsed = time.perf_counter() - t0
+    instance = open_instance()  # the one the runs were recorded in (opened by the run service after its checks)
     if not ok:
-        _report_failure(error, summary, elapsed, overrides)
+        _report_failure(error, summary, elapsed, settings.lake.uri, instance)
     if log_level is None:
-        _report_warnings(summary.runs)
+        _report_warnings(summary.runs, instance)
     if summary.recovered:
         dead = ", ".join(f"{r.run_id} (pid {r.pid})" for r in summary.recovered)
         click.echo(f"recovered: marked failed and freed the pool slots of runs whose process died: {dead}")
     _report_checks(summary)
-    settings = load_settings(overrides=overrides)
     click.echo(f"lake: {settings.lake.uri}   source: {settings.source}")
     click.echo(f"runs: {len(summary.runs)}   spark sessions: {sessions_started()}")
     click.echo(f"{'layer':<8}{'rows':>10}{'partitions':>12}{'delta version':>15}")
@@ -142,7 +150,7 @@ def _materialize_and_report(symbols, start, end, overrides) -> None:
         sys.exit(3)
 
 
-def _report_failure(error: str, summary: Summary, elapsed: float, overrides) -> None:
+def _report_failure(error: str, summary: Summary, elapsed: float, lake: str, instance) -> None:
     """Print the cause first, then where, what to do and the log file's path (at most ~10 lines); exit 1."""
     cause, *context = error.splitlines() or ["unknown error"]
     lines = [f"error: {cause}", *(f"  {c}" for c in context)]
@@ -151,10 +159,8 @@ def _report_failure(error: str, summary: Summary, elapsed: float, overrides) -> 
     bad = sorted(name for name, (passed, _, _) in summary.checks.items() if not passed)
     if bad:
         lines.append(f"  checks not passed: {', '.join(bad[:5])}{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}")
-    lines.append(f"  what to do: {_advice(cause, load_settings(overrides=overrides).lake.uri)}")
-    import dagster as dg
-
-    _fail(lines, elapsed, instance=dg.DagsterInstance.get(), run_id=summary.runs[-1] if summary.runs else None)
+    lines.append(f"  what to do: {_advice(cause, lake)}")
+    _fail(lines, elapsed, instance=instance, run_id=summary.runs[-1] if summary.runs else None)
 
 
 def _advice(cause: str, lake: str) -> str:
@@ -172,8 +178,8 @@ def _advice(cause: str, lake: str) -> str:
 
 def _fail(lines: list[str], elapsed: float, instance=None, run_id: str | None = None, exc=None) -> None:
     """Write the failure log, print ``lines`` (cause first) and its path on stderr, exit 1."""
-    from stock_lakehouse.root_cause import redact
-    from stock_lakehouse.run_log import write_failure_log
+    from stock_lakehouse.runs.root_cause import redact
+    from stock_lakehouse.runs.run_log import write_failure_log
 
     try:
         log = str(write_failure_log(lines, instance, run_id, exc))
@@ -186,13 +192,10 @@ def _fail(lines: list[str], elapsed: float, instance=None, run_id: str | None = 
     sys.exit(1)
 
 
-def _report_warnings(run_ids: list[str], limit: int = 5) -> None:
+def _report_warnings(run_ids: list[str], instance, limit: int = 5) -> None:
     """The runs' own warnings (``context.log.warning``), one line each; the rest are in the event log."""
-    import dagster as dg
+    from stock_lakehouse.runs.run_log import run_warnings
 
-    from stock_lakehouse.run_log import run_warnings
-
-    instance = dg.DagsterInstance.get()
     found = [w for run_id in run_ids for w in run_warnings(instance, run_id)]
     for line in found[:limit]:
         click.echo(f"warning: {line[:300]}", err=True)
@@ -279,7 +282,7 @@ def show(table, symbols, start, end, version, columns, limit, fmt, lake_root) ->
 
     ``quarantine`` is silver's invalid bars (``is_valid = false``) with their ``dq_reason``.
     """
-    settings = load_settings(overrides={"lake_root": lake_root})
+    settings = _settings(lake_root=lake_root)
     try:
         df = settings.lake.read(
             table,
@@ -329,7 +332,7 @@ def sql(query, fmt, lake_root) -> None:
     """
     import duckdb
 
-    settings = load_settings(overrides={"lake_root": lake_root})
+    settings = _settings(lake_root=lake_root)
     con = duckdb.connect()
     found = 0
     for view, table in SQL_VIEWS.items():
@@ -356,14 +359,11 @@ def sync_symbols_cmd() -> None:
     """Prepare the instance for the configured symbols: add them to the symbol partitions (the UI then
     lists them) and give each table's writer pool its limit (see ``assets.keys.ensure_writer_pools``).
     Idempotent; the compose deployment runs it on every start."""
-    import dagster as dg
-
     from stock_lakehouse.assets.keys import ensure_writer_pools
     from stock_lakehouse.partitions import sync_symbols
 
-    settings = load_settings()
-    ensure_dagster_home()
-    instance = dg.DagsterInstance.get()
+    settings = _settings()
+    instance = open_instance()
     added = sync_symbols(instance, settings.all_symbols)
     pools = ensure_writer_pools(instance)
     click.echo(f"added: {', '.join(added) or 'none'}; configured: {', '.join(settings.all_symbols)}")
@@ -381,7 +381,7 @@ def provision_store() -> None:
     """
     from stock_lakehouse.lakehouse.store_access import Keys, StoreAccessError, provision_bucket_user
 
-    lake = load_settings().lake
+    lake = _settings().lake
     if lake.bucket is None:
         raise click.ClickException(f"lake_root {lake.uri} is a local folder: there is no bucket to provision")
     admin = Keys(os.environ.get("MINIO_ROOT_USER", ""), os.environ.get("MINIO_ROOT_PASSWORD", ""))
@@ -414,11 +414,17 @@ def provision_store() -> None:
 )
 def backfill(url, symbols, start, end, wait, ranged, confirm_large) -> None:
     """Launch a backfill of all layers on a running webserver (the daemon executes it), like the UI."""
-    from stock_lakehouse.backfill import BackfillError, launch_backfill, launch_ranged_backfill, wait_backfill, wait_run
+    from stock_lakehouse.runs.backfill import (
+        BackfillError,
+        launch_backfill,
+        launch_ranged_backfill,
+        wait_backfill,
+        wait_run,
+    )
 
     start_d = _parse_date(start, "--start")
     end_d = _parse_date(end, "--end") if end else start_d
-    syms = _symbols(symbols) or load_settings().all_symbols
+    syms = _symbols(symbols) or _settings().all_symbols
     graphql_url = url.rstrip("/") + "/graphql"
     try:
         if ranged:
@@ -522,7 +528,7 @@ def dashboard(host, port, lake_root) -> None:
     from stock_lakehouse.dashboard.app import serve
     from stock_lakehouse.dashboard.data import LakeData
 
-    data = LakeData.from_settings(load_settings(overrides={"lake_root": lake_root}))
+    data = LakeData.from_settings(_settings(lake_root=lake_root))
 
     def ready() -> None:
         click.echo(f"dashboard on http://{host}:{port}/   lake: {data.lake.uri}   (Ctrl+C to stop)")

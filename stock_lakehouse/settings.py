@@ -27,7 +27,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -96,8 +105,9 @@ class BudgetSettings(BaseModel):
 
 
 class AlphaVantageSettings(BaseModel):
-    """The live source. The key is best given as ``$ALPHAVANTAGE_API_KEY``; a key in the file is
-    moved into that environment variable at load, so it is never part of any resource config."""
+    """The live source. The key is best given as ``$ALPHAVANTAGE_API_KEY``; a key here is read again
+    from these settings where it is used (``AlphaVantageSource.key_in_settings``), so it is never part of
+    any resource config and never copied into the environment."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -209,6 +219,8 @@ class Settings(BaseSettings):
         env_nested_max_split=1,
         case_sensitive=False,
     )
+
+    _file: Path | None = PrivateAttr(default=None)
 
     symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["NVDA"])
     #: currency pairs as BASE/QUOTE (FX_INTRADAY); partition symbol BASEQUOTE
@@ -325,6 +337,11 @@ class Settings(BaseSettings):
             return None
         cost = CadenceCost(len(self.all_symbols), self.automation.intraday_every_minutes)
         return cost.refusal(self.alphavantage.budget.per_day)
+
+    @property
+    def file(self) -> Path | None:
+        """The settings file these were loaded from (None: built-in defaults and the environment only)."""
+        return self._file
 
     @property
     def lake(self):
@@ -494,7 +511,5 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
         raise SettingsError(f"invalid settings ({origin}): {problems}") from None
     finally:
         _file_values.reset(token)
-    key = settings.alphavantage.api_key
-    if key is not None and not os.environ.get(API_KEY_ENV):
-        os.environ[API_KEY_ENV] = key.get_secret_value()
+    settings._file = path
     return settings

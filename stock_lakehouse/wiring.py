@@ -21,7 +21,6 @@ from stock_lakehouse.automation.sensors import (
     build_symbol_sync_sensor,
 )
 from stock_lakehouse.dagster_internals import IMPLICIT_ASSET_JOB_NAME
-from stock_lakehouse.event_storage import enable_event_batching
 from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.ingestion.landing import LandingZone
 from stock_lakehouse.ingestion.sources import AlphaVantageSource, BarSource, ReplaySource, SyntheticSource
@@ -30,8 +29,9 @@ from stock_lakehouse.lakehouse.spark import SparkResource
 from stock_lakehouse.partitions import bars_partitions
 from stock_lakehouse.quality.checks import build_quality_checks
 from stock_lakehouse.quality.gates import QualityGate
-from stock_lakehouse.ranged_runs import RangeRunner
-from stock_lakehouse.recovery import RunWorker
+from stock_lakehouse.runs.event_storage import enable_event_batching
+from stock_lakehouse.runs.ranged_runs import RangeRunner
+from stock_lakehouse.runs.recovery import RunWorker
 from stock_lakehouse.settings import API_KEY_ENV, Settings, load_settings
 
 # The one job that materializes the tables: Dagster's implicit asset job. The UI's Materialize button
@@ -53,22 +53,14 @@ def build_source(settings: Settings, landing: LandingZone, ingestion: IngestionC
             seed=settings.synthetic.seed, extended_hours=settings.synthetic.extended_hours, ingestion=ingestion
         )
     av = settings.alphavantage
+    # The environment's key wins; a key in the settings is read again by the resource where it is used.
+    in_env = bool(os.environ.get(API_KEY_ENV))
     return AlphaVantageSource(
-        api_key=dg.EnvVar(API_KEY_ENV),
-        base_url=av.base_url,
-        outputsize=av.outputsize,
-        latest_outputsize=av.latest_outputsize,
-        adjusted=av.adjusted,
-        extended_hours=av.extended_hours,
-        entitlement=av.entitlement,
-        datatype=av.datatype,
-        timeout_seconds=av.timeout_seconds,
-        max_retries=av.max_retries,
-        backoff_seconds=av.backoff_seconds,
-        response_deadline_seconds=av.response_deadline_seconds,
-        max_response_bytes=av.max_response_bytes,
-        total_deadline_seconds=av.total_deadline_seconds,
-        refresh=av.refresh,
+        # The settings block is the resource's configuration, field for field (less the key and budget).
+        **av.model_dump(exclude={"api_key", "budget"}),
+        api_key=dg.EnvVar(API_KEY_ENV) if in_env else "",
+        key_in_settings=not in_env and av.api_key is not None,
+        settings_file=str(settings.file) if settings.file else None,
         per_second=av.budget.per_second,
         per_minute=av.budget.per_minute,
         per_day=av.budget.per_day,
@@ -79,13 +71,7 @@ def build_source(settings: Settings, landing: LandingZone, ingestion: IngestionC
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
-    spark = SparkResource(
-        master=settings.spark.master,
-        app_name=settings.spark.app_name,
-        shuffle_partitions=settings.spark.shuffle_partitions,
-        driver_memory=settings.spark.driver_memory,
-        conf=settings.spark.conf,
-    )
+    spark = SparkResource(**settings.spark.model_dump())  # the settings block is the resource's config
     lake = settings.lake
     run_worker = RunWorker()
     landing = LandingZone(lake=lake)

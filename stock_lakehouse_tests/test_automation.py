@@ -11,8 +11,8 @@ import pytest
 from stock_lakehouse.automation.alerts import AlertSink
 from stock_lakehouse.automation.anomalies import find_anomalies
 from stock_lakehouse.automation.clock import Clock
-from stock_lakehouse.materialize import run_materialize
 from stock_lakehouse.partitions import sync_symbols
+from stock_lakehouse.runs.materialize import run_materialize
 from stock_lakehouse.settings import load_settings
 from stock_lakehouse.wiring import LAKEHOUSE_JOB, build_definitions, lakehouse_job
 from stock_lakehouse_tests.services import WebhookReceiver

@@ -17,10 +17,10 @@ import dagster as dg
 import pytest
 import yaml
 
-from stock_lakehouse.backfill import launch_backfill, wait_backfill
 from stock_lakehouse.lakehouse.object_store import S3Location
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.partitions import sync_symbols
+from stock_lakehouse.runs.backfill import launch_backfill, wait_backfill
 from stock_lakehouse_tests.conftest import REPO
 from stock_lakehouse_tests.services import (
     assert_freshness_tick_read_fresh_data,

@@ -30,10 +30,10 @@ import pandas as pd
 import pytest
 
 from stock_lakehouse.assets.keys import TABLES, writer_pool
-from stock_lakehouse.backfill import launch_backfill, wait_backfill
 from stock_lakehouse.lakehouse.object_store import S3Location
 from stock_lakehouse.lakehouse.reader import read_table
-from stock_lakehouse.materialize import run_materialize
+from stock_lakehouse.runs.backfill import launch_backfill, wait_backfill
+from stock_lakehouse.runs.materialize import run_materialize
 from stock_lakehouse_tests.conftest import REPO
 from stock_lakehouse_tests.services import (
     assert_freshness_tick_read_fresh_data,

@@ -476,7 +476,7 @@ class BuiltLake:
 def built_lake(tmp_path_factory) -> BuiltLake:
     """NVDA 2024-03-01..12 (the bundled sample) and XYZ on 2024-03-04 with 3 bad bars of 60 (withheld),
     materialized once for the module, in this process (its Spark session is shared with other tests)."""
-    from stock_lakehouse.materialize import run_materialize
+    from stock_lakehouse.runs.materialize import run_materialize
     from stock_lakehouse_tests.test_quality_gates import DAY, day_payload, swap_high_low
 
     root = tmp_path_factory.mktemp("dashboard")

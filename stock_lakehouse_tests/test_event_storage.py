@@ -7,14 +7,14 @@ import pytest
 import yaml
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 
-from stock_lakehouse.event_storage import (
+from stock_lakehouse.partitions import RANGE_END_TAG, RANGE_START_TAG
+from stock_lakehouse.runs.event_storage import (
     EVENT_BATCH_SIZE,
     PostgresEventLogStorage,
     SqliteEventLogStorage,
     instance_yaml,
 )
-from stock_lakehouse.materialize import write_instance_config
-from stock_lakehouse.partitions import RANGE_END_TAG, RANGE_START_TAG
+from stock_lakehouse.runs.instance_home import write_instance_config
 from stock_lakehouse_tests.conftest import REPO
 
 PARTS = dg.MultiPartitionsDefinition(
@@ -211,6 +211,14 @@ def test_the_project_dagster_yaml_selects_this_storage(tmp_path, monkeypatch):
         assert type(instance.event_log_storage) is SqliteEventLogStorage
         assert instance.event_log_storage._base_dir == str(home.resolve() / "history" / "runs")
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 1  # the rest is the project's
+
+
+def test_a_home_configured_before_the_move_to_runs_still_loads(tmp_path):
+    old = instance_yaml(tmp_path).replace("stock_lakehouse.runs.event_storage", "stock_lakehouse.event_storage")
+    assert "module: stock_lakehouse.event_storage" in old
+    (tmp_path / "dagster.yaml").write_text(old)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert type(instance.event_log_storage) is SqliteEventLogStorage
 
 
 def test_an_instance_opened_from_another_home_reads_its_own_events(homes, tmp_path, monkeypatch):

@@ -26,12 +26,13 @@ from stock_lakehouse.ingestion.landing import LandingZone
 from stock_lakehouse.ingestion.parser import parse_payload
 from stock_lakehouse.ingestion.synthetic import intraday_payload
 from stock_lakehouse.lakehouse.reader import read_table
-from stock_lakehouse.materialize import run_materialize
 from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, BarPartition, parse_keys, partition_predicate
+from stock_lakehouse.runs.event_storage import instance_yaml
+from stock_lakehouse.runs.materialize import run_materialize
 from stock_lakehouse.settings import SettingsError, load_settings
 from stock_lakehouse.symbols import validate_symbol
 from stock_lakehouse.wiring import build_definitions, lakehouse_job
-from stock_lakehouse_tests.conftest import FIXTURES, NVDA_SAMPLE, REPO
+from stock_lakehouse_tests.conftest import FIXTURES, NVDA_SAMPLE, REPO, clean_environment, copy_lake
 from stock_lakehouse_tests.fake_alphavantage import FakeAlphaVantage
 from stock_lakehouse_tests.reference import assert_frames_close, bars_from_payloads, bi_reference, gold_reference
 from stock_lakehouse_tests.test_transforms import bronze_row, silver_of
@@ -87,15 +88,32 @@ def materialize(lake: Path, symbols, start: str, end: str, **overrides):
     )
 
 
-@pytest.fixture()
-def nvda_lake(spark, lake, dagster_home, clean_env, tmp_path) -> tuple[Path, dict[str, pd.DataFrame]]:
-    """A lake with the bundled NVDA sample (2024-03-01..12) in all four tables."""
-    replay = tmp_path / "sample"
+@pytest.fixture(scope="module")
+def nvda_lake_template(spark, tmp_path_factory) -> tuple[Path, dict[str, pd.DataFrame]]:
+    """The bundled NVDA sample (2024-03-01..12) in all four tables, built once for the module."""
+    root = tmp_path_factory.mktemp("nvda_template")
+    replay, home = root / "sample", root / "dagster_home"
     replay.mkdir()
+    home.mkdir()
     (replay / "nvda.json").write_bytes(NVDA_SAMPLE.read_bytes())
-    ok, _, error = materialize(lake, ["NVDA"], "2024-03-01", "2024-03-12", source="replay", replay_dir=str(replay))
+    (home / "dagster.yaml").write_text(instance_yaml(home))
+    with pytest.MonkeyPatch.context() as mp:
+        clean_environment(mp)
+        mp.setenv("DAGSTER_HOME", str(home))
+        ok, _, error = materialize(
+            root / "lake", ["NVDA"], "2024-03-01", "2024-03-12", source="replay", replay_dir=str(replay)
+        )
     assert ok, error
-    return lake, tables(lake)
+    return root / "lake", tables(root / "lake")
+
+
+@pytest.fixture()
+def nvda_lake(nvda_lake_template, lake, dagster_home, clean_env) -> tuple[Path, dict[str, pd.DataFrame]]:
+    """A lake of the test's own with the bundled NVDA sample (2024-03-01..12) in all four tables."""
+    template, before = nvda_lake_template
+    with dg.DagsterInstance.get() as instance:  # as the build's run left its own instance
+        instance.add_dynamic_partitions(SYMBOLS_PARTITIONS_NAME, ["NVDA"])
+    return copy_lake(template, lake), {name: df.copy() for name, df in before.items()}
 
 
 # --- symbols -------------------------------------------------------------------------------------------

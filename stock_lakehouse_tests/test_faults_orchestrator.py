@@ -23,11 +23,12 @@ import pandas as pd
 import pytest
 
 from stock_lakehouse.assets.keys import ensure_writer_pools
-from stock_lakehouse.backfill import launch_backfill, wait_backfill
 from stock_lakehouse.lakehouse.reader import read_table
-from stock_lakehouse.materialize import run_materialize, write_instance_config
 from stock_lakehouse.partitions import sync_symbols
-from stock_lakehouse.recovery import PID_TAG, WORKER_RUN_TAG, process_alive
+from stock_lakehouse.runs.backfill import launch_backfill, wait_backfill
+from stock_lakehouse.runs.instance_home import write_instance_config
+from stock_lakehouse.runs.materialize import run_materialize
+from stock_lakehouse.runs.recovery import PID_TAG, WORKER_RUN_TAG, process_alive
 from stock_lakehouse_tests.services import REPO, bin_path, dagster_dev_process, descendants
 
 pytestmark = [pytest.mark.spark, pytest.mark.daemon, pytest.mark.faults]

@@ -24,9 +24,9 @@ import pytest
 
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.lakehouse.tables import table_folder
-from stock_lakehouse.materialize import LAYERS, run_materialize
-from stock_lakehouse.progress import RunProgress
-from stock_lakehouse.root_cause import exception_root_cause, java_root_cause, redact
+from stock_lakehouse.runs.materialize import LAYERS, run_materialize
+from stock_lakehouse.runs.progress import RunProgress
+from stock_lakehouse.runs.root_cause import exception_root_cause, java_root_cause, redact
 from stock_lakehouse_tests.services import free_port
 
 pytestmark = pytest.mark.faults

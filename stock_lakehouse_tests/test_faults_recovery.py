@@ -21,8 +21,8 @@ import pytest
 
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.lakehouse.spark import process_spark_dir, remove_dead_spark_dirs, spark_tmp_root
-from stock_lakehouse.materialize import write_instance_config
-from stock_lakehouse.recovery import (
+from stock_lakehouse.runs.instance_home import write_instance_config
+from stock_lakehouse.runs.recovery import (
     HOST_TAG,
     PID_TAG,
     PROCESS_START_TAG,

@@ -60,7 +60,7 @@ def test_no_import_circle():
     assert "stock_lakehouse.lakehouse.reader" in graph and graph["stock_lakehouse.wiring"]  # the graph is real
     # The ranged_backfill job gets the run service as a resource: neither it nor ranged_runs imports the
     # definitions (wiring) or the command-side materialize.
-    assert "stock_lakehouse.ranged_runs" in graph["stock_lakehouse.automation.ranged_backfill"]
+    assert "stock_lakehouse.runs.ranged_runs" in graph["stock_lakehouse.automation.ranged_backfill"]
     assert circles(graph) == set()
 
 

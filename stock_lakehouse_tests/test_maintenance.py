@@ -8,7 +8,7 @@ from delta.tables import DeltaTable
 
 from stock_lakehouse.lakehouse.maintenance import maintain_table
 from stock_lakehouse.lakehouse.reader import read_table, table_path
-from stock_lakehouse.materialize import run_materialize
+from stock_lakehouse.runs.materialize import run_materialize
 from stock_lakehouse.settings import load_settings
 from stock_lakehouse.wiring import build_definitions
 

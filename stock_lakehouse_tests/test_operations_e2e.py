@@ -10,19 +10,19 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from stock_lakehouse.backfill import (
+from stock_lakehouse.benchmarks.run_costs import run_cost, summarize
+from stock_lakehouse.lakehouse.reader import read_table
+from stock_lakehouse.lakehouse.tables import TABLES, step_name
+from stock_lakehouse.partitions import RANGE_END_TAG, RANGE_START_TAG, sync_symbols
+from stock_lakehouse.runs.backfill import (
     launch_backfill,
     launch_partition_run,
     launch_ranged_backfill,
     wait_backfill,
     wait_run,
 )
-from stock_lakehouse.benchmarks.run_costs import run_cost, summarize
-from stock_lakehouse.event_storage import instance_yaml
-from stock_lakehouse.lakehouse.reader import read_table
-from stock_lakehouse.lakehouse.tables import TABLES, step_name
-from stock_lakehouse.materialize import run_materialize
-from stock_lakehouse.partitions import RANGE_END_TAG, RANGE_START_TAG, sync_symbols
+from stock_lakehouse.runs.event_storage import instance_yaml
+from stock_lakehouse.runs.materialize import run_materialize
 from stock_lakehouse.wiring import LAKEHOUSE_JOB
 from stock_lakehouse_tests.services import (
     REPO,

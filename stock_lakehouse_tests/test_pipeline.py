@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from stock_lakehouse.lakehouse.reader import read_table, table_path
 from stock_lakehouse.lakehouse.spark import sessions_started
-from stock_lakehouse.materialize import run_materialize
+from stock_lakehouse.runs.materialize import run_materialize
 from stock_lakehouse_tests.conftest import NVDA_SAMPLE
 from stock_lakehouse_tests.reference import assert_frames_close, bars_from_json, bi_reference, gold_reference
 

@@ -10,8 +10,8 @@ import pytest
 
 from stock_lakehouse.assets import keys
 from stock_lakehouse.lakehouse.reader import read_table
-from stock_lakehouse.materialize import run_materialize
 from stock_lakehouse.quality.rules import QUALITY_DIR, load_suite
+from stock_lakehouse.runs.materialize import run_materialize
 from stock_lakehouse.settings import load_settings
 from stock_lakehouse.wiring import build_definitions
 from stock_lakehouse_tests.conftest import NVDA_SAMPLE

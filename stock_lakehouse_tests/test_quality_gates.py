@@ -17,8 +17,8 @@ from stock_lakehouse.assets.keys import BI, GOLD, SIGNALS, SILVER
 from stock_lakehouse.cli import main
 from stock_lakehouse.ingestion.synthetic import intraday_payload
 from stock_lakehouse.lakehouse.reader import read_table
-from stock_lakehouse.materialize import run_materialize
 from stock_lakehouse.quality.rules import QUALITY_DIR, RulesError, load_suite
+from stock_lakehouse.runs.materialize import run_materialize
 from stock_lakehouse.wiring import LAKEHOUSE_JOB
 from stock_lakehouse_tests.conftest import NVDA_SAMPLE
 from stock_lakehouse_tests.reference import assert_frames_close, bars_from_json, bi_reference, gold_reference

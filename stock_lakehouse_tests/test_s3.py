@@ -11,7 +11,7 @@ import pytest
 
 from stock_lakehouse.lakehouse.object_store import S3Location
 from stock_lakehouse.lakehouse.reader import read_table
-from stock_lakehouse.materialize import run_materialize
+from stock_lakehouse.runs.materialize import run_materialize
 from stock_lakehouse_tests.conftest import NVDA_SAMPLE, REPO
 
 # Marked by their fixtures (conftest.py): minio, and spark for the tests that run the pipeline.
@@ -59,7 +59,7 @@ WRITER = """
 import sys, warnings
 warnings.filterwarnings("ignore")
 from datetime import date
-from stock_lakehouse.materialize import run_materialize
+from stock_lakehouse.runs.materialize import run_materialize
 symbol, days = sys.argv[1], sys.argv[2:]
 for d in days:
     ok, summary, error = run_materialize([symbol], date.fromisoformat(d), date.fromisoformat(d),

@@ -12,7 +12,7 @@ from stock_lakehouse.cli import main
 from stock_lakehouse.lakehouse import schemas
 from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.lakehouse.signals import to_signals
-from stock_lakehouse.materialize import run_materialize
+from stock_lakehouse.runs.materialize import run_materialize
 from stock_lakehouse_tests.reference import assert_frames_close
 
 pytestmark = pytest.mark.spark

@@ -8,7 +8,7 @@ from stock_lakehouse.lakehouse.lake import Lake
 from stock_lakehouse.lakehouse.maintenance import MIN_RETAIN_HOURS, ZORDER_BY, maintain_table
 from stock_lakehouse.lakehouse.spark import SparkResource
 from stock_lakehouse.lakehouse.tables import TABLES
-from stock_lakehouse.recovery import RunWorker
+from stock_lakehouse.runs.recovery import RunWorker
 
 
 class MaintenanceConfig(dg.Config):

@@ -27,8 +27,8 @@ from typing import TypeVar
 import dagster as dg
 from pydantic import Field
 
-from stock_lakehouse.ranged_runs import MaterializeError, RangeRunner
-from stock_lakehouse.recovery import WORKER_RUN_TAG, RunWorker, process_tags
+from stock_lakehouse.runs.ranged_runs import MaterializeError, RangeRunner
+from stock_lakehouse.runs.recovery import WORKER_RUN_TAG, RunWorker, process_tags
 from stock_lakehouse.symbols import validate_symbols
 
 RANGED_BACKFILL_JOB = "ranged_backfill"

@@ -23,8 +23,8 @@ from stock_lakehouse.partitions import (
     symbol_partitions,
 )
 from stock_lakehouse.quality.partition_results import aggregate
-from stock_lakehouse.recovery import recover_dead_runs
-from stock_lakehouse.root_cause import error_info_root_cause
+from stock_lakehouse.runs.recovery import recover_dead_runs
+from stock_lakehouse.runs.root_cause import error_info_root_cause
 from stock_lakehouse.symbols import INTERVAL_MINUTES
 
 

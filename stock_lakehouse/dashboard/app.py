@@ -39,7 +39,7 @@ from plotly.subplots import make_subplots
 from stock_lakehouse.dashboard import query, shaping
 from stock_lakehouse.dashboard.data import LakeData
 from stock_lakehouse.quality.rules import RulesError
-from stock_lakehouse.root_cause import redact
+from stock_lakehouse.runs.root_cause import redact
 from stock_lakehouse.symbols import InvalidSymbolError, validate_symbol
 
 logger = logging.getLogger("stock_lakehouse.dashboard")

@@ -194,13 +194,17 @@ class AlphaVantageSource(BarSource):
 
     Attributes:
         api_key: from ``$ALPHAVANTAGE_API_KEY`` (``EnvVar``): the UI shows the variable's name only.
+        key_in_settings: the key is ``alphavantage.api_key`` of the settings file ``settings_file`` (else
+            of the usual lookup), read when a client is made: resource config never holds the key.
         timeout_seconds: connect timeout and the longest silence between two reads of a response.
         response_deadline_seconds: the whole response of one attempt (connect, headers and body).
         max_response_bytes: the largest body accepted; a larger one fails at once, unread or cut short.
         total_deadline_seconds: all attempts, backoff and budget waits of one request together.
     """
 
-    api_key: str
+    api_key: str = ""
+    key_in_settings: bool = False
+    settings_file: str | None = None
     base_url: str = "https://www.alphavantage.co/query"
     outputsize: str = "full"
     latest_outputsize: str = "compact"
@@ -222,11 +226,20 @@ class AlphaVantageSource(BarSource):
     landing: dg.ResourceDependency[LandingZone]
     ingestion: dg.ResourceDependency[IngestionConfig]
 
+    def _key(self) -> str:
+        if self.api_key or not self.key_in_settings:
+            return self.api_key
+        from stock_lakehouse.settings import load_settings
+
+        key = load_settings(Path(self.settings_file) if self.settings_file else None).alphavantage.api_key
+        return key.get_secret_value() if key is not None else ""
+
     def client(self) -> AlphaVantageClient:
-        key_id = hashlib.sha256(self.api_key.encode()).hexdigest()[:12]
+        api_key = self._key()
+        key_id = hashlib.sha256(api_key.encode()).hexdigest()[:12]
         budget = RequestBudget(Path(self.budget_file), self.per_second, self.per_minute, self.per_day, key_id)
         return AlphaVantageClient(
-            self.api_key,
+            api_key,
             budget,
             base_url=self.base_url,
             timeout=self.timeout_seconds,

@@ -29,8 +29,8 @@ from stock_lakehouse.lakehouse.spark import SparkResource
 from stock_lakehouse.lakehouse.tables import short_name
 from stock_lakehouse.partitions import FOLLOW_ON, BarPartition, describe_span, parse_keys, partition_predicate
 from stock_lakehouse.quality.partition_results import MAX_PARTITION_RESULTS
-from stock_lakehouse.recovery import RunWorker
-from stock_lakehouse.root_cause import exception_root_cause
+from stock_lakehouse.runs.recovery import RunWorker
+from stock_lakehouse.runs.root_cause import exception_root_cause
 
 #: Preview rows per partition, and the largest run that gets previews (each is metadata in the event log).
 PREVIEW_ROWS = 5

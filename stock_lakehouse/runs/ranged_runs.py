@@ -22,12 +22,12 @@ from stock_lakehouse.lakehouse.tables import TABLES, step_name
 from stock_lakehouse.market_calendar import EXCHANGE_TZ
 from stock_lakehouse.partitions import is_follow_on
 from stock_lakehouse.quality.partition_results import aggregate
-from stock_lakehouse.recovery import RecoveredRun, process_tags, recover_dead_runs
+from stock_lakehouse.runs.recovery import RecoveredRun, process_tags, recover_dead_runs
 
 if TYPE_CHECKING:
     import dagster as dg
 
-    from stock_lakehouse.progress import RunProgress
+    from stock_lakehouse.runs.progress import RunProgress
     from stock_lakehouse.settings import Settings
 
 #: (table, step writing it) in the order a run writes them.
@@ -179,6 +179,6 @@ class RangeRunner:
 def _root_cause(error) -> str:
     """One line naming the cause of a step failure: the asset's own error (Dagster wraps it in step-level
     errors), with the Java root cause of a Spark error (see ``root_cause.py``)."""
-    from stock_lakehouse.root_cause import error_info_root_cause
+    from stock_lakehouse.runs.root_cause import error_info_root_cause
 
     return error_info_root_cause(error)

@@ -9,17 +9,18 @@ error) and, for a failure outside a run, the Python traceback. Secrets are redac
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stock_lakehouse.root_cause import redact
+from stock_lakehouse.runs.root_cause import redact
 
 
 def log_dir() -> Path:
-    return Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve() / "logs"
+    from stock_lakehouse.runs.instance_home import dagster_home
+
+    return dagster_home() / "logs"
 
 
 def write_failure_log(

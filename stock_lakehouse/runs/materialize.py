@@ -9,72 +9,47 @@ ranged run per group of neighbouring symbols (one Spark session for all of them 
 
 from __future__ import annotations
 
-import os
 from datetime import date
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stock_lakehouse.ranged_runs import LAYERS, MaterializeError, Summary, run_ranges, weekdays_to_run
-from stock_lakehouse.settings import PACKAGE_DIR, load_settings
+from stock_lakehouse.runs.instance_home import open_instance
+from stock_lakehouse.runs.ranged_runs import LAYERS, MaterializeError, Summary, run_ranges, weekdays_to_run
+from stock_lakehouse.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     import dagster as dg
 
-    from stock_lakehouse.progress import RunProgress
+    from stock_lakehouse.runs.progress import RunProgress
 
 #: What callers of the run service import from here.
-__all__ = ["LAYERS", "MaterializeError", "Summary", "ensure_dagster_home", "run_materialize"]
-
-
-def write_instance_config(home: Path) -> None:
-    """``home/dagster.yaml`` from the project's ``dagster.yaml`` (the working directory's, else the
-    repository's), with the event log folder written out (``event_storage.pin_event_log_folder``)."""
-    from stock_lakehouse.event_storage import pin_event_log_folder
-
-    for candidate in (Path("dagster.yaml"), PACKAGE_DIR.parent / "dagster.yaml"):
-        if candidate.is_file():
-            (home / "dagster.yaml").write_text(pin_event_log_folder(candidate.read_text(), home))
-            return
-
-
-def ensure_dagster_home() -> Path:
-    """``$DAGSTER_HOME``, defaulting to ``./.dagster_home`` with the project's ``dagster.yaml``."""
-    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        write_instance_config(home)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
+__all__ = ["LAYERS", "MaterializeError", "Summary", "run_materialize"]
 
 
 def run_materialize(
     symbols: list[str] | None,
     start: date,
     end: date,
-    overrides: dict[str, object],
+    overrides: dict[str, object] | None = None,
     log_level: str = "WARNING",
     progress: RunProgress | None = None,
     instance: dg.DagsterInstance | None = None,
+    settings: Settings | None = None,
 ) -> tuple[bool, Summary, str]:
     """Materialize all layers for symbols x weekdays in [start, end]; returns (ok, summary, error).
 
     ``error``'s first line is the cause (the failing step's root cause); the next lines name the step, the
     run and its partitions. ``progress`` follows each run's events while it executes. ``instance`` is the
-    one to record the runs in (default: the one at ``$DAGSTER_HOME``, created with the project's
-    ``dagster.yaml`` if missing).
+    one to record the runs in (default: ``instance_home.open_instance``). ``settings``: the command's,
+    loaded once (default: loaded here, with ``overrides`` applied).
 
     Raises:
         MaterializeError: dates outside the partitions, or no weekday in the range.
         SettingsError: the settings (file, environment, ``overrides``) are invalid.
     """
-    import dagster as dg
-
     from stock_lakehouse.wiring import build_definitions, lakehouse_job
 
-    settings = load_settings(overrides=overrides)
+    settings = settings or load_settings(overrides=overrides)
     days = weekdays_to_run(settings, start, end)  # refused before any instance or definitions exist
-    if instance is None:
-        ensure_dagster_home()
-        instance = dg.DagsterInstance.get()
+    instance = instance or open_instance()
     job = lakehouse_job(build_definitions(settings))
     return run_ranges(job, settings, instance, symbols, days, log_level=log_level, progress=progress)

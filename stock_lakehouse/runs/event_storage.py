@@ -1,0 +1,244 @@
+"""Dagster's event log storages with two costs of large ranged runs removed; configured in ``dagster.yaml``.
+
+Why, measured on a W1 CLI run (50 symbols x 21 days = 1,050 partitions, one ranged run, SQLite, 489 s):
+
+- Dagster stores an ``ASSET_CHECK_EVALUATION_PLANNED`` event per partitioned check as one row per
+  partition of the run, and each row holds the whole serialized event, whose ``partitions_subset`` lists
+  every partition of the run: O(partitions^2) bytes per check. The 38 checks took 92 s to plan and grew
+  ``index.db`` by 900 MB. Here each row stores the event narrowed to that row's own partition (the
+  row's ``partition`` column says the same). What Dagster reads back (check history, each partition's
+  status, failed partitions) is the same as with its own storage: ``test_event_storage.py`` compares them.
+- SQLite has no ``store_event_batch``: each of a step's 1,050 materializations (and each of the 5,250
+  planned materializations) opened two connections and committed twice, about 8-17 ms per event, 140 s
+  in all. Here a batch (Dagster batches exactly these events when ``DAGSTER_EVENT_BATCH_SIZE`` is set,
+  see ``enable_event_batching``) is written in one transaction per database file. PostgreSQL's storage
+  batches materializations itself but stores planned ones one by one (146 s of a 351 s W1 run on
+  PostgreSQL); here those are written in one transaction too.
+
+Both classes are Dagster's, with the same configuration; instances made before this keep working
+(nothing in the schema changes), and an instance whose ``dagster.yaml`` names Dagster's classes runs the
+same pipeline, only slower.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dagster import DagsterEventType, EventLogEntry, Field, StringSource
+from dagster_postgres.event_log import PostgresEventLogStorage as DagsterPostgresEventLogStorage
+from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+from dagster_shared.record import copy
+
+from stock_lakehouse.dagster_internals import (
+    AssetCheckExecutionRecordStatus,
+    AssetCheckExecutionsTable,
+    ConfigurableClassData,
+    SqlEventLogStorageTable,
+    db_result,
+    serialize_value,
+)
+from stock_lakehouse.dagster_internals import SqliteEventLogStorage as DagsterSqliteEventLogStorage
+
+#: Events per batch write (Dagster buffers a step's partition events up to this many).
+EVENT_BATCH_SIZE = 2000
+
+
+def event_log_dir(home: str | Path) -> Path:
+    """Where the SQLite event log of the instance in ``home`` lives: Dagster's own layout, so an instance
+    keeps its history whichever class reads it."""
+    return Path(home) / "history" / "runs"
+
+
+def instance_yaml(home: Path, extra: str = "") -> str:
+    """A ``dagster.yaml`` for an instance in ``home`` using these storages (the project's ``dagster.yaml``
+    selects the same class; a test keeps them equal), telemetry off, plus ``extra`` YAML lines.
+
+    The event log folder is written out: such an instance may be opened with ``DAGSTER_HOME`` pointing
+    elsewhere (``DagsterInstance.from_config``), where the default (``$DAGSTER_HOME``) would be wrong.
+    """
+    events = json.dumps(str(event_log_dir(home.resolve())))
+    return (
+        "telemetry:\n  enabled: false\n"
+        f"event_log_storage:\n  module: {__name__}\n  class: {SqliteEventLogStorage.__name__}\n"
+        f"  config:\n    base_dir: {events}\n" + extra
+    )
+
+
+def pin_event_log_folder(project_yaml: str, home: Path) -> str:
+    """The project's ``dagster.yaml`` text for an instance in ``home``, its event log folder written out.
+
+    Why: Dagster gives a storage class only its own config, never the folder of the ``dagster.yaml`` it
+    came from, so without ``base_dir`` the folder is ``$DAGSTER_HOME``'s. A process opening this instance
+    with ``DagsterInstance.from_config(home)`` while ``DAGSTER_HOME`` names another (a test, a script)
+    would read another event log.
+    """
+    events = json.dumps(str(event_log_dir(home.resolve())))
+    pattern = rf"(class: {SqliteEventLogStorage.__name__}\n  config:) \{{\}}"
+    return re.sub(pattern, rf"\g<1>\n    base_dir: {events}", project_yaml, count=1)
+
+
+def enable_event_batching() -> None:
+    """Ask Dagster to hand a ranged step's partition events to the storage as batches (unless the
+    environment already says otherwise). Read by Dagster at each event, in the process storing it."""
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", str(EVENT_BATCH_SIZE))
+
+
+class _NarrowCheckPlans:
+    """Stores a partitioned check's planned rows with each row's own partition (see the module docstring)."""
+
+    def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
+        planned = event.get_dagster_event().event_specific_data
+        subset = getattr(planned, "partitions_subset", None)
+        keys = list(subset.get_partition_keys()) if subset is not None else []
+        if len(keys) <= 1:
+            super()._store_asset_check_evaluation_planned(event, event_id)  # type: ignore[misc]
+            return
+        empty = subset.empty_subset()
+
+        def narrowed(key: str) -> str:
+            data = copy(planned, partitions_subset=empty.with_partition_keys([key]))
+            return serialize_value(
+                event._replace(dagster_event=event.get_dagster_event()._replace(event_specific_data=data))
+            )
+
+        # The row values are Dagster's own (sql_event_log._store_asset_check_evaluation_planned) but for
+        # the stored event.
+        timestamp = self._event_insert_timestamp(event)  # type: ignore[attr-defined]
+        with self.index_connection() as conn:  # type: ignore[attr-defined]
+            conn.execute(
+                AssetCheckExecutionsTable.insert().values(
+                    [
+                        dict(
+                            asset_key=planned.asset_key.to_string(),
+                            check_name=planned.check_name,
+                            partition=key,
+                            run_id=event.run_id,
+                            execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
+                            evaluation_event=narrowed(key),
+                            evaluation_event_timestamp=timestamp,
+                            evaluation_event_storage_id=event_id,
+                        )
+                        for key in keys
+                    ]
+                )
+            )
+
+
+class _OwnBatches:
+    """``store_event_batch`` that writes stretches of ``OWN_BATCH`` events itself (``_store_stretch``: one
+    transaction) and hands the rest to Dagster's own batch write, in the order they came."""
+
+    OWN_BATCH: frozenset[DagsterEventType] = frozenset()
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        group: list[EventLogEntry] = []
+        own = False
+        for event in events:
+            mine = event.dagster_event_type in self.OWN_BATCH
+            if group and mine != own:
+                self._flush(group, own)
+                group = []
+            group.append(event)
+            own = mine
+        if group:
+            self._flush(group, own)
+
+    def _flush(self, group: list[EventLogEntry], own: bool) -> None:
+        if own:
+            self._store_stretch(group)
+        else:
+            super().store_event_batch(group)  # type: ignore[misc]
+
+    def _store_stretch(self, events: Sequence[EventLogEntry]) -> None:
+        raise NotImplementedError
+
+    def _index_asset_events(self, conn: Any, events: Sequence[EventLogEntry], event_ids: Sequence[int]) -> None:
+        """What ``store_event`` records in the index for each asset event (tags, the asset's entry)."""
+        for event, event_id in zip(events, event_ids, strict=True):
+            self._store_asset_event_tags(conn, [event], [event_id])  # type: ignore[attr-defined]
+            self._store_asset_event(conn, event, event_id)  # type: ignore[attr-defined]
+
+
+class SqliteEventLogStorage(_OwnBatches, _NarrowCheckPlans, DagsterSqliteEventLogStorage):
+    """Dagster's SQLite event log storage, with batch writes and narrowed check plans."""
+
+    #: Asset events, each mirrored into the index as ``store_event`` does. Check plans (they write the check
+    #: executions table) and failed materializations are stored one by one.
+    OWN_BATCH = frozenset(
+        {
+            DagsterEventType.ASSET_MATERIALIZATION,
+            DagsterEventType.ASSET_OBSERVATION,
+            DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+        }
+    )
+
+    @classmethod
+    def config_type(cls) -> dict[str, Any]:
+        return {"base_dir": Field(StringSource, is_required=False)}
+
+    @classmethod
+    def from_config_value(  # type: ignore[override]
+        cls, inst_data: ConfigurableClassData | None, config_value: dict[str, Any]
+    ) -> SqliteEventLogStorage:
+        # Default: where Dagster's own SQLite storage keeps the events of the instance at $DAGSTER_HOME (the
+        # project's dagster.yaml is only used from there), so an existing instance keeps its history.
+        base_dir = config_value.get("base_dir")
+        if not base_dir:
+            home = os.environ.get("DAGSTER_HOME")
+            if not home:
+                raise ValueError(
+                    "event_log_storage stock_lakehouse.runs.event_storage.SqliteEventLogStorage: set config.base_dir "
+                    "or DAGSTER_HOME (the instance folder whose history/runs holds the event log)"
+                )
+            base_dir = str(event_log_dir(home))
+        return cls(base_dir=base_dir, inst_data=inst_data)
+
+    def _store_stretch(self, events: Sequence[EventLogEntry]) -> None:
+        by_run: dict[str, list[EventLogEntry]] = {}
+        for event in events:
+            by_run.setdefault(event.run_id, []).append(event)
+        for run_id, run_events in by_run.items():
+            statements = [self.prepare_insert_event(e) for e in run_events]
+            with self.run_connection(run_id) as conn:
+                for statement in statements:
+                    conn.execute(statement)
+            # Every batched type is an asset event, mirrored in the index as store_event does.
+            with self.index_transaction() as conn:
+                ids = []
+                for statement in statements:
+                    with db_result(conn, statement) as result:
+                        ids.append(result.inserted_primary_key[0])
+                self._index_asset_events(conn, run_events, ids)
+
+
+class PostgresEventLogStorage(_OwnBatches, _NarrowCheckPlans, DagsterPostgresEventLogStorage):
+    """Dagster's PostgreSQL event log storage with narrowed check plans. Dagster batches materializations
+    here itself; planned materializations (one per partition of a ranged run) it stores one by one, so they
+    are written here, one transaction per stretch."""
+
+    OWN_BATCH = frozenset({DagsterEventType.ASSET_MATERIALIZATION_PLANNED})
+
+    def _store_stretch(self, events: Sequence[EventLogEntry]) -> None:
+        with self._connect() as conn:
+            ids = [
+                int(conn.execute(self.prepare_insert_event(e).returning(SqlEventLogStorageTable.c.id)).scalar_one())
+                for e in events
+            ]
+        with self.index_transaction() as conn:
+            self._index_asset_events(conn, events, ids)
+
+    @classmethod
+    def from_config_value(  # type: ignore[override]
+        cls, inst_data: ConfigurableClassData | None, config_value: dict[str, Any]
+    ) -> PostgresEventLogStorage:
+        return cls(
+            inst_data=inst_data,
+            postgres_url=pg_url_from_config(config_value),
+            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+            token_provider=get_token_provider_from_config(config_value),
+        )
