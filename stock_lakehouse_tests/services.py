@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,50 +13,16 @@ from unittest import mock
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} not up after {timeout}s")
-
-
-def bin_path(name: str) -> str:
-    """A console script of this virtualenv."""
-    return str(Path(sys.executable).with_name(name))
-
-
-@contextlib.contextmanager
-def logged_process(cmd: list[str], log_path: Path, env: dict[str, str], cwd: Path = REPO) -> Iterator[subprocess.Popen]:
-    """Run ``cmd`` in its own process group with output to ``log_path``; stop the whole group after."""
-    import signal
-
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            yield proc
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+# Process control lives in the package (the benchmark uses it too); re-exported for the tests.
+from stock_lakehouse.local_processes import (  # noqa: F401
+    REPO,
+    bin_path,
+    dagster_dev_process,
+    descendants,
+    free_port,
+    logged_process,
+    wait_http,
+)
 
 
 @contextlib.contextmanager
@@ -161,36 +126,6 @@ def dagster_dev(dagster_home: Path, env: dict[str, str]) -> Iterator[str]:
     """``dagster dev`` (webserver + daemon + code server) on loopback; yields the base URL."""
     with dagster_dev_process(dagster_home, env) as (url, _):
         yield url
-
-
-@contextlib.contextmanager
-def dagster_dev_process(
-    dagster_home: Path, env: dict[str, str], log_name: str = "dagster_dev.log"
-) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``dagster dev`` as :func:`dagster_dev`, yielding the base URL and the process (for crash tests)."""
-    port = free_port()
-    cmd = [bin_path("dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")]
-    full_env = {**os.environ, **env, "DAGSTER_HOME": str(dagster_home)}
-    with logged_process(cmd, dagster_home / log_name, full_env) as proc:
-        wait_http(f"http://127.0.0.1:{port}/server_info", timeout=180, proc=proc)
-        yield f"http://127.0.0.1:{port}", proc
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live process below ``pid`` (children, their children, ...), from ``/proc``'s parent links."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            raw = stat.read_text()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(raw[raw.rindex(")") + 2 :].split()[1])
-    found, frontier = [], [pid]
-    while frontier:
-        kids = [child for child, parent in parents.items() if parent in frontier]
-        found += kids
-        frontier = kids
-    return found
 
 
 @contextlib.contextmanager

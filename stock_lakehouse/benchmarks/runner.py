@@ -196,8 +196,8 @@ def _daemon_scenario(
     Launchpad: GraphQL launchRun) or "ui_single_partition" (the last symbol on ``end``, launched as one
     partition's Materialize click does)."""
     import dagster as dg
-    import httpx
 
+    from stock_lakehouse.local_processes import dagster_dev_process
     from stock_lakehouse.partitions import sync_symbols
     from stock_lakehouse.runs.backfill import (
         launch_backfill,
@@ -210,42 +210,13 @@ def _daemon_scenario(
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(instance_yaml(home, "concurrency:\n  runs:\n    max_concurrent_runs: 2\n"))
     sync_symbols(dg.DagsterInstance.from_config(str(home)), symbols(n))
-    port = 43000 + os.getpid() % 1000
     env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
         "STOCK_LAKEHOUSE_SOURCE": "replay",
         "STOCK_LAKEHOUSE_REPLAY_DIR": str(replay),
         "STOCK_LAKEHOUSE_LAKE_ROOT": str(lake),
         "STOCK_LAKEHOUSE_SYMBOLS": ",".join(symbols(n)),
     }
-    repo = PACKAGE_DIR.parent
-    log = open(home / "dagster_dev.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("dagster")),
-            "dev",
-            "-w",
-            str(repo / "workspace.yaml"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=repo,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(240):
-            try:
-                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+    with dagster_dev_process(home, env) as (url, _):
         t0 = time.perf_counter()
         if how == "ui_single_partition":
             status = wait_run(f"{url}/graphql", launch_partition_run(f"{url}/graphql", symbols(n)[-1], end), 3600)
@@ -264,13 +235,6 @@ def _daemon_scenario(
             "runs": len(run_ids),
             "run_costs": summarize([run_cost(instance, run_id) for run_id in run_ids]),
         }
-    finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-        log.close()
 
 
 def run(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from stock_lakehouse.lakehouse.object_store import ObjectFiles, S3Location, is_s3, split_s3
+from stock_lakehouse.lakehouse.object_store import ObjectFiles, S3Location, is_s3, s3_keys, split_s3
 from stock_lakehouse.lakehouse.tables import table_folder
 
 if TYPE_CHECKING:
@@ -75,20 +75,19 @@ class Lake(dg.ConfigurableResource):
         Set on the live Hadoop configuration, not in the Spark conf: keys stay out of every config Dagster
         shows, and executors of a cluster receive it with each job.
         """
-        import os
-
         hconf = session.sparkContext._jsc.hadoopConfiguration()
         if self.s3.endpoint:
             hconf.set("fs.s3a.endpoint", self.s3.endpoint)
             hconf.set("fs.s3a.connection.ssl.enabled", str(self.s3.endpoint.startswith("https")).lower())
         hconf.set("fs.s3a.path.style.access", str(self.s3.path_style).lower())
         hconf.set("fs.s3a.endpoint.region", self.s3.region)
+        keys = s3_keys()
         for env_name, key in (
             ("AWS_ACCESS_KEY_ID", "fs.s3a.access.key"),
             ("AWS_SECRET_ACCESS_KEY", "fs.s3a.secret.key"),
         ):
-            if os.environ.get(env_name):
-                hconf.set(key, os.environ[env_name])
+            if env_name in keys:
+                hconf.set(key, keys[env_name])
         return session
 
     def dataset(self, table: str | dg.AssetKey, version: int | None = None) -> pads.Dataset:

@@ -154,10 +154,17 @@ class S3Location(dg.Config):
         if self.endpoint:
             opts["AWS_ENDPOINT_URL"] = self.endpoint
             opts["AWS_ALLOW_HTTP"] = str(self.endpoint.startswith("http://")).lower()
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            if os.environ.get(name):
-                opts[name] = os.environ[name]
-        return opts
+        return opts | s3_keys()
+
+
+#: The S3 keys' environment variables (the standard AWS names): keys come from the environment only, never
+#: from settings or resource config, which the UI shows.
+S3_KEY_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+def s3_keys() -> dict[str, str]:
+    """The S3 keys set in the environment, by their variable's name."""
+    return {name: os.environ[name] for name in S3_KEY_ENV if os.environ.get(name)}
 
 
 class ObjectFiles:

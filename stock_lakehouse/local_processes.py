@@ -1,0 +1,101 @@
+"""Process control of local servers, in one place for the benchmark (``bench --ui-ways``) and the tests
+(``stock_lakehouse_tests/services.py``): a command in its own process group with its output in a file,
+stopped with its whole group (SIGTERM, then SIGKILL after 30 s); ``dagster dev`` on a free loopback port,
+waited for until it answers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from stock_lakehouse.settings import PACKAGE_DIR
+
+#: The checkout the package runs from: ``workspace.yaml`` and the project's ``dagster.yaml`` are there.
+REPO = PACKAGE_DIR.parent
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> None:
+    """Wait until ``url`` answers 200; fail early if ``proc`` (the server) exits.
+
+    Raises:
+        RuntimeError: ``proc`` exited. TimeoutError: no answer in ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not up after {timeout}s")
+
+
+def bin_path(name: str) -> str:
+    """A console script of this virtualenv."""
+    return str(Path(sys.executable).with_name(name))
+
+
+@contextlib.contextmanager
+def logged_process(cmd: list[str], log_path: Path, env: dict[str, str], cwd: Path = REPO) -> Iterator[subprocess.Popen]:
+    """Run ``cmd`` in its own process group with output to ``log_path``; stop the whole group after."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield proc
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def dagster_dev_process(
+    dagster_home: Path, env: dict[str, str], log_name: str = "dagster_dev.log"
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``dagster dev`` (webserver, daemon, code server) of the project's workspace on a free loopback port,
+    with ``env`` over this process's environment; yields the base URL once it answers, and the process."""
+    port = free_port()
+    cmd = [bin_path("dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")]
+    full_env = {**os.environ, **env, "DAGSTER_HOME": str(dagster_home)}
+    with logged_process(cmd, dagster_home / log_name, full_env) as proc:
+        wait_http(f"http://127.0.0.1:{port}/server_info", timeout=180, proc=proc)
+        yield f"http://127.0.0.1:{port}", proc
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, their children, ...), from ``/proc``'s parent links."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(raw[raw.rindex(")") + 2 :].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [child for child, parent in parents.items() if parent in frontier]
+        found += kids
+        frontier = kids
+    return found
