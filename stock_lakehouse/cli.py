@@ -18,7 +18,7 @@ import pandas as pd
 from stock_lakehouse.lakehouse.tables import TABLES, VIEWS
 from stock_lakehouse.runs.instance_home import open_instance
 from stock_lakehouse.runs.materialize import LAYERS, MaterializeError, Summary, run_materialize
-from stock_lakehouse.settings import PACKAGE_DIR, Settings, SettingsError, load_settings
+from stock_lakehouse.settings import PACKAGE_DIR, Settings, SettingsError, config_file_path, load_settings
 from stock_lakehouse.symbols import validate_symbols
 
 DEMO_SYMBOLS = ("NVDA",)
@@ -92,10 +92,7 @@ def main(ctx: click.Context, config_file: str | None, log_level: str) -> None:
 
 def _settings(**overrides: object) -> Settings:
     """The command's settings: ``--config`` (else the usual lookup), the environment, then ``overrides``."""
-    config = click.get_current_context().find_root().obj["config"]
-    if config and not Path(config).expanduser().is_file():
-        raise SettingsError(f"invalid settings (--config): {config} is not a file")
-    return load_settings(Path(config).expanduser() if config else None, overrides=overrides)
+    return load_settings(config_file_path(click.get_current_context().find_root().obj["config"]), overrides=overrides)
 
 
 def _materialize_and_report(symbols, start, end, overrides) -> None:

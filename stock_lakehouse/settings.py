@@ -106,7 +106,7 @@ class BudgetSettings(BaseModel):
 
 class AlphaVantageSettings(BaseModel):
     """The live source. The key is best given as ``$ALPHAVANTAGE_API_KEY``; a key here is read again
-    from these settings where it is used (``AlphaVantageSource.key_in_settings``), so it is never part of
+    from these settings where it is used (``AlphaVantageSource.settings_file``), so it is never part of
     any resource config and never copied into the environment."""
 
     model_config = ConfigDict(extra="forbid")
@@ -441,11 +441,12 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def config_file_path() -> Path | None:
-    """The config file in force, or None when the built-in defaults apply."""
-    env = os.environ.get("STOCK_LAKEHOUSE_CONFIG")
-    if env:
-        path = Path(env).expanduser()
+def config_file_path(given: str | None = None) -> Path | None:
+    """The config file in force: ``given`` (the CLI's ``--config``), else ``$STOCK_LAKEHOUSE_CONFIG``, else
+    ``./config/stock_lakehouse.yaml``; None when the built-in defaults apply."""
+    named = given or os.environ.get("STOCK_LAKEHOUSE_CONFIG")
+    if named:
+        path = Path(named).expanduser()
         if not path.is_file():
             raise SettingsError(f"invalid settings ($STOCK_LAKEHOUSE_CONFIG, --config): {path} is not a file")
         return path

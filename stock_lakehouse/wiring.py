@@ -59,7 +59,6 @@ def build_source(settings: Settings, landing: LandingZone, ingestion: IngestionC
         # The settings block is the resource's configuration, field for field (less the key and budget).
         **av.model_dump(exclude={"api_key", "budget"}),
         api_key=dg.EnvVar(API_KEY_ENV) if in_env else "",
-        key_in_settings=not in_env and av.api_key is not None,
         settings_file=str(settings.file) if settings.file else None,
         per_second=av.budget.per_second,
         per_minute=av.budget.per_minute,

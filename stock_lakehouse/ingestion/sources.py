@@ -194,8 +194,8 @@ class AlphaVantageSource(BarSource):
 
     Attributes:
         api_key: from ``$ALPHAVANTAGE_API_KEY`` (``EnvVar``): the UI shows the variable's name only.
-        key_in_settings: the key is ``alphavantage.api_key`` of the settings file ``settings_file`` (else
-            of the usual lookup), read when a client is made: resource config never holds the key.
+        settings_file: without ``api_key``, the key is ``alphavantage.api_key`` of these settings (None: the
+            usual lookup), read when a client is made: resource config never holds the key.
         timeout_seconds: connect timeout and the longest silence between two reads of a response.
         response_deadline_seconds: the whole response of one attempt (connect, headers and body).
         max_response_bytes: the largest body accepted; a larger one fails at once, unread or cut short.
@@ -203,7 +203,6 @@ class AlphaVantageSource(BarSource):
     """
 
     api_key: str = ""
-    key_in_settings: bool = False
     settings_file: str | None = None
     base_url: str = "https://www.alphavantage.co/query"
     outputsize: str = "full"
@@ -227,7 +226,7 @@ class AlphaVantageSource(BarSource):
     ingestion: dg.ResourceDependency[IngestionConfig]
 
     def _key(self) -> str:
-        if self.api_key or not self.key_in_settings:
+        if self.api_key:
             return self.api_key
         from stock_lakehouse.settings import load_settings
 
