@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo check test test-compose screenshots lint dev dashboard clean
+.PHONY: setup demo check test test-compose screenshots lint dev dashboard bi-server clean
 
 setup: $(VENV)/.installed
 	@java -version >/dev/null 2>&1 || { echo "Java 17 is required (Debian: apt-get install -y openjdk-17-jre-headless)"; exit 1; }
@@ -55,6 +55,10 @@ dev: setup
 
 dashboard: $(VENV)/.installed
 	$(BIN)/stock-lakehouse dashboard
+
+# SQL for Power BI / Tableau (HiveServer2) on 127.0.0.1:10000, read-only (README: Live SQL).
+bi-server: setup
+	$(BIN)/stock-lakehouse bi-server
 
 clean:
 	rm -rf lake .dagster_home spark-warehouse

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from stock_lakehouse.lakehouse.tables import TABLES, VIEWS
+from stock_lakehouse.lakehouse.tables import TABLES, VIEWS, sql_name
 from stock_lakehouse.runs.instance_home import open_instance
 from stock_lakehouse.runs.materialize import LAYERS, MaterializeError, Summary, run_materialize
 from stock_lakehouse.settings import PACKAGE_DIR, Settings, SettingsError, config_file_path, load_settings
@@ -313,8 +313,8 @@ def _echo_frame(df: pd.DataFrame, fmt: str) -> None:
             click.echo(df.to_string(index=False) if len(df) else "(no rows)")
 
 
-#: SQL view name -> table: each table by its folder's name (``bi_stock_daily``) and by its short name.
-SQL_VIEWS = {**{path[-1]: t for t, path in TABLES.items()}, **{t: t for t in TABLES}}
+#: SQL view name -> table: each table by its SQL name (``bi_stock_daily``) and by its short name.
+SQL_VIEWS = {**{sql_name(t): t for t in TABLES}, **{t: t for t in TABLES}}
 
 
 @main.command()
@@ -469,9 +469,12 @@ def backfill(url, symbols, start, end, wait, ranged, confirm_large) -> None:
     "--per-partition", default=3, show_default=True, help="Partitions for the one-run-per-partition baseline (0: skip)."
 )
 @click.option(
+    "--bi/--no-bi", default=True, show_default=True, help="Also time a BI query through bi-server (HiveServer2)."
+)
+@click.option(
     "--workdir", type=click.Path(file_okay=False), help="Keep workloads and lakes here (default: a temp dir)."
 )
-def bench(sizes, start, end, out, daemon, ui_ways, postgres, per_partition, workdir) -> None:
+def bench(sizes, start, end, out, daemon, ui_ways, postgres, per_partition, bi, workdir) -> None:
     """Benchmark the full backfill against a bare Spark script; prints a markdown table."""
     from stock_lakehouse.benchmarks.runner import UI_WAYS, markdown, run
 
@@ -488,6 +491,7 @@ def bench(sizes, start, end, out, daemon, ui_ways, postgres, per_partition, work
         per_partition,
         Path(workdir) if workdir else None,
         postgres=postgres,
+        bi=bi,
     )
     click.echo(markdown(res))
 
@@ -534,6 +538,44 @@ def dashboard(host, port, lake_root) -> None:
         serve(data, host, port, ready)
     except OSError as exc:  # the port is taken, or the address is not this machine's
         raise click.ClickException(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+
+
+@main.command("bi-server")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Beyond loopback "
+    "a login is required: STOCK_LAKEHOUSE_BI_USER and STOCK_LAKEHOUSE_BI_PASSWORD.",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=10000, show_default=True, help="HiveServer2 port.")
+@click.option(
+    "--refresh-seconds",
+    type=click.FloatRange(min=1),
+    default=30,
+    show_default=True,
+    help="How often tables created since the start are registered.",
+)
+@click.option("--lake-root", help="Lake root (default: the configured one).")
+def bi_server(host, port, refresh_seconds, lake_root) -> None:
+    """Serve the lake's tables to BI tools (Power BI, Tableau, JDBC/ODBC) over HiveServer2, read-only: a
+    Spark Thrift Server with bi_stock_daily, daily_kpis, signals, stock_clean, intraday_bars and
+    quarantine. Runs until stopped."""
+    import signal
+    import threading
+
+    from stock_lakehouse.bi_server.access import AccessRefused
+    from stock_lakehouse.bi_server.server import serve
+
+    settings = _settings(lake_root=lake_root)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        serve(settings, host, port, refresh_seconds, echo=click.echo, stop=stop)
+    except (AccessRefused, OSError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":

@@ -49,6 +49,24 @@ def wait_http(url: str, timeout: float = 120.0, proc: subprocess.Popen | None = 
     raise TimeoutError(f"{url} not up after {timeout}s")
 
 
+def wait_line(log_path: Path, text: str, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> str:
+    """Wait until a line containing ``text`` is in ``log_path`` (a server's "ready" line); return that line.
+
+    Raises:
+        RuntimeError: ``proc`` exited first, with the log's last lines. TimeoutError: no such line in time.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
+        found = next((line for line in lines if text in line), None)
+        if found is not None:
+            return found
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}: " + " | ".join(lines[-5:]))
+        time.sleep(0.3)
+    raise TimeoutError(f"no {text!r} in {log_path} after {timeout}s")
+
+
 def bin_path(name: str) -> str:
     """A console script of this virtualenv."""
     return str(Path(sys.executable).with_name(name))

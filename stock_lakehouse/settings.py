@@ -46,13 +46,24 @@ from pydantic_settings import (
 )
 from pydantic_settings import SettingsError as SourceError
 
+from stock_lakehouse.bi_server.access import PASSWORD_ENV, USER_ENV
+from stock_lakehouse.ingestion.alphavantage import (
+    DEFAULT_BACKOFF_SECONDS,
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RESPONSE_DEADLINE_SECONDS,
+    DEFAULT_TIMEOUT_SECONDS,
+    DEFAULT_TOTAL_DEADLINE_SECONDS,
+    INTRADAY_INTERVALS,
+)
 from stock_lakehouse.lakehouse.object_store import S3Location
 from stock_lakehouse.symbols import validate_symbols
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SAMPLE_DATA_DIR = PACKAGE_DIR / "sample_data"
 DEFAULT_CONFIG_FILE = Path("config") / "stock_lakehouse.yaml"
-INTERVALS = ("1min", "5min", "15min", "30min", "60min")
+INTERVALS = INTRADAY_INTERVALS
 
 ENV_PREFIX = "STOCK_LAKEHOUSE_"
 API_KEY_ENV = "ALPHAVANTAGE_API_KEY"
@@ -112,7 +123,7 @@ class AlphaVantageSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     api_key: SecretStr | None = None
-    base_url: str = "https://www.alphavantage.co/query"
+    base_url: str = DEFAULT_BASE_URL
     outputsize: Literal["compact", "full"] = "full"
     #: outputsize of the request for today's partition (intraday refresh): compact = latest 100 bars.
     latest_outputsize: Literal["compact", "full"] = "compact"
@@ -121,16 +132,16 @@ class AlphaVantageSettings(BaseModel):
     entitlement: Literal["realtime", "delayed"] | None = None
     datatype: Literal["json", "csv"] = "json"
     #: connect timeout and the longest silence between two reads of a response: past it, the attempt fails (retried)
-    timeout_seconds: float = Field(10.0, gt=0)
+    timeout_seconds: float = Field(DEFAULT_TIMEOUT_SECONDS, gt=0)
     #: retries after the first attempt; backoff waits start at backoff_seconds and double (max 60 s)
-    max_retries: int = Field(4, ge=0)
-    backoff_seconds: float = Field(2.0, ge=0)
+    max_retries: int = Field(DEFAULT_MAX_RETRIES, ge=0)
+    backoff_seconds: float = Field(DEFAULT_BACKOFF_SECONDS, ge=0)
     #: the whole response of one attempt (connect, headers, body), however the server trickles it; retried
-    response_deadline_seconds: float = Field(15.0, gt=0)
+    response_deadline_seconds: float = Field(DEFAULT_RESPONSE_DEADLINE_SECONDS, gt=0)
     #: the largest body accepted; a month of 1-min extended-hours bars is ~3.5 MB. Larger fails at once
-    max_response_bytes: int = Field(64 * 2**20, gt=0)
+    max_response_bytes: int = Field(DEFAULT_MAX_RESPONSE_BYTES, gt=0)
     #: all attempts and waits of one request together: the longest a hopeless request holds a run
-    total_deadline_seconds: float = Field(110.0, gt=0)
+    total_deadline_seconds: float = Field(DEFAULT_TOTAL_DEADLINE_SECONDS, gt=0)
     #: re-fetch months already in the landing zone
     refresh: bool = False
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
@@ -227,7 +238,7 @@ class Settings(BaseSettings):
     fx_pairs: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: coins as COIN/MARKET (CRYPTO_INTRADAY); partition symbol COINMARKET
     crypto: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    interval: Literal["1min", "5min", "15min", "30min", "60min"] = "1min"
+    interval: Literal[*INTRADAY_INTERVALS] = "1min"  # type: ignore[valid-type]
     source: Literal["replay", "synthetic", "alphavantage"] = "replay"
     #: let a source that yields no bars for a partition erase its rows (off: they are kept, with a warning)
     allow_empty_overwrite: bool = False
@@ -369,6 +380,8 @@ OTHER_ENV_NAMES: dict[str, str] = {
     "STOCK_LAKEHOUSE_IVY_DIR": "the Ivy cache of the Delta and S3A jars (lakehouse/spark.py)",
     "STOCK_LAKEHOUSE_ALERT_WEBHOOK": "the alert webhook's URL (automation.alert_webhook_env's default)",
     "STOCK_LAKEHOUSE_CACHE": "the download cache of docker/images/build.sh",
+    USER_ENV: "the BI endpoint's user (bi_server/access.py)",
+    PASSWORD_ENV: "the BI endpoint's password (bi_server/access.py)",
 }
 
 

@@ -29,7 +29,6 @@ from stock_lakehouse.lakehouse.spark import SparkResource
 from stock_lakehouse.partitions import bars_partitions
 from stock_lakehouse.quality.checks import build_quality_checks
 from stock_lakehouse.quality.gates import QualityGate
-from stock_lakehouse.runs.event_storage import enable_event_batching
 from stock_lakehouse.runs.ranged_runs import RangeRunner
 from stock_lakehouse.runs.recovery import RunWorker
 from stock_lakehouse.settings import API_KEY_ENV, Settings, load_settings
@@ -107,9 +106,6 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     ``lakehouse_job``). Every run uses the in-process executor: all steps share one process and so one
     Spark session, instead of one JVM per step.
     """
-    # Every process that runs this pipeline builds these definitions first: from here on, a ranged
-    # step's partition events reach the event log storage as batches (see event_storage.py).
-    enable_event_batching()
     # Loaded here (not given): the code location's own config, which the symbol sync re-reads every tick.
     reread = (lambda: load_settings().all_symbols) if settings is None else None
     settings = settings or load_settings()

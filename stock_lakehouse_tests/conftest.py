@@ -11,10 +11,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from stock_lakehouse.local_processes import REPO
 from stock_lakehouse.runs.event_storage import instance_yaml
 from stock_lakehouse.settings import SAMPLE_DATA_DIR
 
-REPO = Path(__file__).resolve().parents[1]
 #: Recorded responses shipped with the tests (see fixtures/README.md); nothing is read from outside the repository.
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "alphavantage"
 NVDA_SAMPLE = SAMPLE_DATA_DIR / "TIME_SERIES_INTRADAY_NVDA_1min_2024-03-01_to_2024-03-12.json"

@@ -33,7 +33,11 @@ def test_small_benchmark_runs_and_agrees_with_the_bare_script(spark, tmp_path, m
         assert costs["runs"] == 1 and costs["jvms_started"] == 0 and costs["events"] > 0
         assert len(costs["per_run"][0]["soda_scan_s"]) == 5 and 0 < costs["soda_scan_s"] < costs["execution_s"]
     assert res["intraday_refresh"]["bars"] == 200 and res["intraday_refresh"]["runs"] == 1
+    # The BI endpoint served the 2-symbol lake: the query's rows are its first symbol's 2 days.
+    bi = res["bi_query"]
+    assert bi["rows"] == 2 and "symbol = 'S000'" in bi["query"], bi
+    assert 0 < bi["warm_min_s"] <= bi["warm_median_s"] <= bi["warm_max_s"] and bi["start_s"] > 0
     report = (tmp_path / "out" / "results.md").read_text()
     assert "| symbols | partitions | bars |" in report and "Intraday refresh" in report
-    assert "| CLI, 2 symbols | 1 | 0 |" in report
+    assert "| CLI, 2 symbols | 1 | 0 |" in report and "BI endpoint (bi-server)" in report
     assert (tmp_path / "out" / "results.json").is_file()

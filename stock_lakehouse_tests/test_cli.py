@@ -122,6 +122,7 @@ BAD_SETTING_RUNS = [
     (["sync-symbols"], {"STOCK_LAKEHOUSE_SYMBOLZ": "NVDA"}, None, "did you mean STOCK_LAKEHOUSE_SYMBOLS"),
     (["provision-store"], {}, "partitions_start: '1999-01-01'\n", "partitions_start 1999-01-01 is outside"),
     (["backfill", "--start", "2024-03-01", "--no-wait"], {}, "calendar: AIXK\n", "calendar: 'AIXK' cannot be used"),
+    (["bi-server", "--port", "1"], {"STOCK_LAKEHOUSE_BI_PASSWORT": "x"}, None, "STOCK_LAKEHOUSE_BI_PASSWORT is no"),
 ]
 
 

@@ -160,6 +160,8 @@ def test_compose_runs_with_podman(tmp_path, dagster_home, clean_env):
         "STOCK_LAKEHOUSE_SYMBOLS": ",".join(SYMBOLS),
         "STOCK_LAKEHOUSE_AUTOMATION_CLOCK_UTC": "2024-03-06T19:00:00Z",  # 14:00 New York, last backfilled day
         "PUBLISH_ADDRESS": "127.0.0.1",
+        "BI_USER": "analyst",
+        "BI_PASSWORD": secrets.token_urlsafe(24),
     }
     env_file = tmp_path / "compose.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))

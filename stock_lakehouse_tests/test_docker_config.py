@@ -87,6 +87,7 @@ def test_secure_defaults_loopback_ports_required_secrets_non_root():
         "MINIO_ROOT_USER",
         "LAKE_S3_ACCESS_KEY",
         "LAKE_S3_SECRET_KEY",
+        "BI_PASSWORD",
     ):
         uses = re.findall(r"\$\{" + secret + r"([^}]*)\}", text)
         assert uses and all(u.startswith(":?") for u in uses), (secret, uses)  # compose refuses to start without
@@ -96,7 +97,11 @@ def test_secure_defaults_loopback_ports_required_secrets_non_root():
         if "=" in line and not line.startswith("#")
     )
     assert example["MINIO_ROOT_PASSWORD"] == "" and example["DAGSTER_POSTGRES_PASSWORD"] == ""
-    assert example["LAKE_S3_SECRET_KEY"] == ""
+    assert example["LAKE_S3_SECRET_KEY"] == "" and example["BI_PASSWORD"] == ""
+    # The SQL endpoint listens beyond its container's loopback: with the login, from the environment.
+    bi = services["bi"]
+    assert bi["command"][:2] == ["stock-lakehouse", "bi-server"] and "0.0.0.0" in bi["command"]
+    assert bi["environment"]["STOCK_LAKEHOUSE_BI_PASSWORD"].startswith("${BI_PASSWORD:?")
     # MinIO's root login reaches MinIO and the one-shot provisioning only; the pipeline has its own user.
     holders = {name for name, svc in services.items() if "MINIO_ROOT_PASSWORD" in str(svc.get("environment"))}
     assert holders == {"minio", "provision-store"}, holders
@@ -106,3 +111,11 @@ def test_secure_defaults_loopback_ports_required_secrets_non_root():
     dockerfile = (DOCKER / "Dockerfile").read_text()
     (user,) = re.findall(r"^USER (\S+)$", dockerfile, flags=re.M)
     assert user not in ("root", "0")
+
+
+def test_every_service_has_its_podman_override():
+    """podman on this machine kind starts a container only with runc and lowered ulimits (compose.podman.yml):
+    a service without them fails `make test-compose` with "error setting rlimit type 7"."""
+    override = yaml.safe_load((DOCKER / "compose.podman.yml").read_text())["services"]
+    assert set(override) == set(compose()["services"])
+    assert all(svc.get("runtime") == "runc" and "nofile" in svc.get("ulimits", {}) for svc in override.values())

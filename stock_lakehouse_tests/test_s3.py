@@ -53,6 +53,14 @@ def test_pipeline_on_minio_equals_the_local_run(spark, minio, tmp_path, dagster_
     assert body == NVDA_SAMPLE.read_bytes()
     # Secrets stay out of run metadata.
     assert minio["AWS_SECRET_ACCESS_KEY"] not in repr(runs["minio"].metadata)
+    # The BI endpoint serves the same table from the store, its keys in no log line.
+    from stock_lakehouse_tests.test_bi_server import bi_server, query, same_frames
+
+    log = tmp_path / "bi-server.log"
+    with bi_server(None, log, lake_root="s3a://lake/t1", **minio) as (port, _):
+        got = query(port, "SELECT * FROM bi_stock_daily ORDER BY symbol, trade_date")
+    same_frames(got, read_table("s3a://lake/t1", "bi", s3=s3(minio)))
+    assert minio["AWS_SECRET_ACCESS_KEY"] not in log.read_text()
 
 
 WRITER = """

@@ -36,5 +36,5 @@ wait_healthy postgres
 up init
 wait_exit0 provision-store
 wait_exit0 init
-up code
+up code bi
 up webserver daemon

@@ -246,6 +246,7 @@ def run(
     per_partition: int,
     workdir: Path | None = None,
     postgres: bool = False,
+    bi: bool = True,
 ) -> dict:
     """Run every scenario and write results.json and results.md under ``out``.
 
@@ -253,6 +254,7 @@ def run(
         ui_ways: keys of ``UI_WAYS`` to measure on ``dagster dev``.
         postgres: also run the CLI at the largest size on the PostgreSQL instance ``docker/dagster.yaml``
             describes (the ``DAGSTER_POSTGRES_*`` environment names the server; its database should be new).
+        bi: also serve the largest CLI lake with ``bi-server`` and time a BI-style query (``bi_query.py``).
     """
     from stock_lakehouse.lakehouse.spark import SparkResource, sessions_started
 
@@ -318,6 +320,10 @@ def run(
                 "ratio_cli_to_bare": round(cli["wall_s"] / bare["total"], 2),
             }
         )
+    if bi:
+        from stock_lakehouse.benchmarks.bi_query import measure_bi_query
+
+        res["bi_query"] = measure_bi_query(work / f"lake_cli_{top}", symbols(top)[0], start, end, work / "bi.log")
     if postgres:
         res["postgres"] = _postgres_scenario(top, start, end, replay(top), work, res["sizes"][-1])
     compact = compact_workload(work / "compact", top, days[-1])
@@ -394,6 +400,13 @@ def markdown(res: dict) -> str:
         lines.append(
             f"- One run per partition (new process and JVM each): {pp['mean_s_per_partition']} s per partition, "
             f"{pp['extrapolated_w1_s']} s extrapolated to the largest size: {speedup:.0f}x slower than the CLI."
+        )
+    if "bi_query" in res:
+        b = res["bi_query"]
+        lines.append(
+            f"- BI endpoint (bi-server) over the largest CLI lake: ready in {b['start_s']} s; a BI query (one symbol, "
+            f"the range, ordered; {b['rows']} rows) first {b['first_s']} s, warm median {b['warm_median_s']} s "
+            f"({b['warm_min_s']}..{b['warm_max_s']} s, {b['repeats']} runs)."
         )
     if "postgres" in res:
         pg = res["postgres"]

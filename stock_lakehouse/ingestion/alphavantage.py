@@ -57,6 +57,9 @@ DEFAULT_MAX_RESPONSE_BYTES = 64 * 2**20
 #: All attempts, backoff waits and budget waits of one request. With the other defaults the worst case
 #: (5 attempts x 15 s + backoff 2 + 4 + 8 + 16 s = 105 s) fits, so this is a backstop, and under 2 min.
 DEFAULT_TOTAL_DEADLINE_SECONDS = 110.0
+#: Retries after the first attempt; backoff waits start here and double (at most MAX_BACKOFF_SECONDS).
+DEFAULT_MAX_RETRIES = 4
+DEFAULT_BACKOFF_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 60.0
 #: An HTTP 4xx body is only read for a short excerpt in the error message.
 ERROR_BODY_BYTES = 4096
@@ -240,8 +243,8 @@ class AlphaVantageClient:
         *,
         base_url: str = DEFAULT_BASE_URL,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
-        max_retries: int = 4,
-        backoff_seconds: float = 2.0,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
         response_deadline_seconds: float = DEFAULT_RESPONSE_DEADLINE_SECONDS,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         total_deadline_seconds: float = DEFAULT_TOTAL_DEADLINE_SECONDS,

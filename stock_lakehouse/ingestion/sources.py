@@ -17,10 +17,6 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from stock_lakehouse.ingestion.alphavantage import (
-    DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_RESPONSE_DEADLINE_SECONDS,
-    DEFAULT_TIMEOUT_SECONDS,
-    DEFAULT_TOTAL_DEADLINE_SECONDS,
     AlphaVantageClient,
     ApiRequest,
     crypto_intraday_request,
@@ -34,6 +30,7 @@ from stock_lakehouse.ingestion.landing import LandingZone
 from stock_lakehouse.ingestion.parser import ParsedPayload, Payload, parse_payload, peek_meta
 from stock_lakehouse.ingestion.synthetic import intraday_payload
 from stock_lakehouse.market_calendar import EXCHANGE_TZ
+from stock_lakehouse.settings import AlphaVantageSettings, SyntheticSettings
 
 Fetched = tuple[Payload, ParsedPayload]
 
@@ -77,6 +74,10 @@ class BarSource(dg.ConfigurableResource):
     def explain_missing(self, symbols: Sequence[str], interval: str) -> str:
         """The likely reason this source yielded no bars for some days of ``symbols``, for messages."""
         return f"{self.describe()} returned no bars for them"
+
+
+#: The settings blocks state each default once; the resources built from them (wiring) take them too.
+_LIVE, _SYNTHETIC = AlphaVantageSettings(), SyntheticSettings()
 
 
 class ReplaySource(BarSource):
@@ -147,8 +148,8 @@ class SyntheticSource(BarSource):
     days of that month.
     """
 
-    seed: int = 7
-    extended_hours: bool = True
+    seed: int = _SYNTHETIC.seed
+    extended_hours: bool = _SYNTHETIC.extended_hours
     ingestion: dg.ResourceDependency[IngestionConfig]
 
     def fetch(self, dates_by_symbol: Mapping[str, Sequence[date]], interval: str) -> Iterator[Fetched]:
@@ -204,23 +205,23 @@ class AlphaVantageSource(BarSource):
 
     api_key: str = ""
     settings_file: str | None = None
-    base_url: str = "https://www.alphavantage.co/query"
-    outputsize: str = "full"
-    latest_outputsize: str = "compact"
-    adjusted: bool = True
-    extended_hours: bool = True
+    base_url: str = _LIVE.base_url
+    outputsize: str = _LIVE.outputsize
+    latest_outputsize: str = _LIVE.latest_outputsize
+    adjusted: bool = _LIVE.adjusted
+    extended_hours: bool = _LIVE.extended_hours
     entitlement: str | None = None
-    datatype: str = "json"
-    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
-    max_retries: int = 4
-    backoff_seconds: float = 2.0
-    response_deadline_seconds: float = DEFAULT_RESPONSE_DEADLINE_SECONDS
-    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
-    total_deadline_seconds: float = DEFAULT_TOTAL_DEADLINE_SECONDS
-    refresh: bool = False
-    per_second: int = 1
-    per_minute: int = 0
-    per_day: int = 25
+    datatype: str = _LIVE.datatype
+    timeout_seconds: float = _LIVE.timeout_seconds
+    max_retries: int = _LIVE.max_retries
+    backoff_seconds: float = _LIVE.backoff_seconds
+    response_deadline_seconds: float = _LIVE.response_deadline_seconds
+    max_response_bytes: int = _LIVE.max_response_bytes
+    total_deadline_seconds: float = _LIVE.total_deadline_seconds
+    refresh: bool = _LIVE.refresh
+    per_second: int = _LIVE.budget.per_second
+    per_minute: int = _LIVE.budget.per_minute
+    per_day: int = _LIVE.budget.per_day
     budget_file: str
     landing: dg.ResourceDependency[LandingZone]
     ingestion: dg.ResourceDependency[IngestionConfig]

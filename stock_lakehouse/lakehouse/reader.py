@@ -20,7 +20,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from stock_lakehouse.lakehouse.object_store import S3Location, is_s3
-from stock_lakehouse.lakehouse.tables import table_folder
+from stock_lakehouse.lakehouse.tables import VIEW_FALSE_COLUMN, table_folder
 
 
 def table_path(lake_uri: str, table: str | dg.AssetKey) -> str:
@@ -104,8 +104,8 @@ def read_table(
     """
     dataset = table_dataset(lake_uri, table, version, s3)
     conds = []
-    if table == "quarantine":
-        conds.append(~pads.field("is_valid"))
+    if table in VIEW_FALSE_COLUMN:
+        conds.append(~pads.field(VIEW_FALSE_COLUMN[table]))
     if symbols:
         conds.append(pads.field("symbol").isin(list(symbols)))
     if start is not None:

@@ -33,6 +33,7 @@ from pyspark.sql import SparkSession
 
 from stock_lakehouse.lakehouse.spark_pins import check_conf
 from stock_lakehouse.runs.recovery import process_alive, process_start_ticks
+from stock_lakehouse.settings import SparkSettings
 
 DELTA_VERSION = "3.3.2"
 HADOOP_AWS_VERSION = "3.3.4"  # must equal the Hadoop bundled in pyspark 3.5
@@ -100,6 +101,10 @@ def remove_dead_spark_dirs() -> list[Path]:
     return removed
 
 
+#: The defaults are the settings' (``spark:`` block), stated there once.
+_DEFAULTS = SparkSettings()
+
+
 class SparkResource(dg.ConfigurableResource):
     """A Delta-enabled Spark session shared by every step of a run (in-process executor).
 
@@ -117,10 +122,10 @@ class SparkResource(dg.ConfigurableResource):
     what every S3A session needs (credential providers, bounded timeouts).
     """
 
-    master: str = "local[*]"
-    app_name: str = "stock-lakehouse"
-    shuffle_partitions: int = 4
-    driver_memory: str = "2g"
+    master: str = _DEFAULTS.master
+    app_name: str = _DEFAULTS.app_name
+    shuffle_partitions: int = _DEFAULTS.shuffle_partitions
+    driver_memory: str = _DEFAULTS.driver_memory
     conf: dict[str, str] = {}
 
     @field_validator("conf")
@@ -187,8 +192,9 @@ class SparkResource(dg.ConfigurableResource):
         conf.update(self.conf)  # none of PINNED_CONF's keys (refused when the resource was built)
         return conf
 
-    def get_session(self) -> SparkSession:
-        """The process's Spark session, started on first use."""
+    def get_session(self, conf: dict[str, Any] | None = None) -> SparkSession:
+        """The process's Spark session, started on first use with ``conf`` (default: ``spark_conf()``; the BI
+        endpoint passes that plus its own settings)."""
         global _sessions_started
         with _lock:
             if SparkContext._active_spark_context is not None:
@@ -199,7 +205,7 @@ class SparkResource(dg.ConfigurableResource):
                 # Python workers (pandas UDFs, e.g. gold/signals) run this interpreter, with its packages.
                 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
                 started = time.perf_counter()
-                session = spark_session_from_config(self.spark_conf())
+                session = spark_session_from_config(conf if conf is not None else self.spark_conf())
                 session.sparkContext.setLogLevel("FATAL")  # as log4j2.properties: errors reach Python
                 _sessions_started += 1
                 # Inside a step this lands in the run's log: each run pays it (JVM, jars), which is what

@@ -20,6 +20,8 @@ TABLES: dict[str, tuple[str, str]] = {
 }
 #: Views over a table: silver's invalid rows.
 VIEWS: dict[str, str] = {"quarantine": "silver"}
+#: A view's rows are its table's rows where this boolean column is false.
+VIEW_FALSE_COLUMN: dict[str, str] = {"quarantine": "is_valid"}
 
 
 def table_folder(table: str | dg.AssetKey | Sequence[str]) -> str:
@@ -46,6 +48,11 @@ def short_name(table: str | dg.AssetKey | Sequence[str]) -> str:
     """The short name (``gold``) of a table given as asset key, path or short name."""
     folder = table_folder(table)
     return next(name for name, path in TABLES.items() if "/".join(path) == folder)
+
+
+def sql_name(table: str) -> str:
+    """The name SQL knows a table or view by: its folder's last part (``bi_stock_daily``), a view's own name."""
+    return table if table in VIEWS else TABLES[table][-1]
 
 
 def step_name(table: str) -> str:

@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 
 from stock_lakehouse.partitions import BarPartition, partition_predicate
 from stock_lakehouse.quality.rules import QUALITY_DIR, Rule, RulesError, load_suite
+from stock_lakehouse.settings import QualitySettings
 
 _CACHE_SIZE = 8
 _cache: OrderedDict[tuple[str, str, tuple[BarPartition, ...]], dict[BarPartition, Verdict]] = OrderedDict()
@@ -180,7 +181,7 @@ class QualityGate(dg.ConfigurableResource):
     """
 
     rules_file: str = str(QUALITY_DIR / "silver.yml")
-    max_invalid_share: float = 0.01
+    max_invalid_share: float = QualitySettings().max_invalid_share  # stated once, in the settings
 
     def rules(self) -> tuple[Rule, ...]:
         path = Path(self.rules_file)

@@ -84,7 +84,9 @@ def pin_event_log_folder(project_yaml: str, home: Path) -> str:
 
 def enable_event_batching() -> None:
     """Ask Dagster to hand a ranged step's partition events to the storage as batches (unless the
-    environment already says otherwise). Read by Dagster at each event, in the process storing it."""
+    environment already says otherwise). Read by Dagster at each event, in the process storing it; called
+    where runs start: the code location's module (code server, run workers) and the run service
+    (``run_ranges``: the CLI, the benchmark, ``ranged_backfill``)."""
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", str(EVENT_BATCH_SIZE))
 
 

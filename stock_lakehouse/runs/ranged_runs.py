@@ -22,6 +22,7 @@ from stock_lakehouse.lakehouse.tables import TABLES, step_name
 from stock_lakehouse.market_calendar import EXCHANGE_TZ
 from stock_lakehouse.partitions import is_follow_on
 from stock_lakehouse.quality.partition_results import aggregate
+from stock_lakehouse.runs.event_storage import enable_event_batching
 from stock_lakehouse.runs.recovery import RecoveredRun, process_tags, recover_dead_runs
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ def run_ranges(
     from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, contiguous_groups, rectangle_selection, sync_symbols
 
     symbols = symbols or settings.all_symbols
+    enable_event_batching()  # the runs execute in this process, which stores their events
     recovered = recover_dead_runs(instance)  # else a dead run's pool slot blocks this run forever
     sync_symbols(instance, symbols)
     summary = Summary(recovered=recovered)
