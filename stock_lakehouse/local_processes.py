@@ -102,6 +102,20 @@ def dagster_dev_process(
         yield f"http://127.0.0.1:{port}", proc
 
 
+@contextlib.contextmanager
+def bi_server_process(
+    log_path: Path, env: dict[str, str], options: list[str], config: Path | None = None, timeout: float = 300.0
+) -> Iterator[tuple[int, str]]:
+    """``stock-lakehouse [--config FILE] bi-server --port PORT OPTIONS`` on a free port with ``env``; yields
+    the port and the server's ready line once clients can connect."""
+    from stock_lakehouse.bi_server.server import READY_PREFIX
+
+    port = free_port()
+    cmd = [bin_path("stock-lakehouse"), *(["--config", str(config)] if config else []), "bi-server"]
+    with logged_process([*cmd, "--port", str(port), *options], log_path, env) as proc:
+        yield port, wait_line(log_path, READY_PREFIX, timeout=timeout, proc=proc)
+
+
 def descendants(pid: int) -> list[int]:
     """Every live process below ``pid`` (children, their children, ...), from ``/proc``'s parent links."""
     parents: dict[int, int] = {}

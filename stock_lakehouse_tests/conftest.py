@@ -178,6 +178,14 @@ def lake(tmp_path) -> Path:
     return tmp_path / "lake"
 
 
+def environment_without_settings(**extra: str) -> dict[str, str]:
+    """This process's environment without our settings (the Ivy cache kept), plus ``extra``: for a subprocess."""
+    keep = {
+        k: v for k, v in os.environ.items() if not k.startswith("STOCK_LAKEHOUSE_") or k == "STOCK_LAKEHOUSE_IVY_DIR"
+    }
+    return {**keep, **extra}
+
+
 def clean_environment(mp: pytest.MonkeyPatch, config: Path = REPO / "config" / "stock_lakehouse.yaml") -> None:
     """None of our settings from the environment but the settings file ``config``."""
     for name in list(os.environ):

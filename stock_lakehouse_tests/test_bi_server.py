@@ -20,20 +20,18 @@ import pytest
 import yaml
 
 from stock_lakehouse.lakehouse.reader import read_table
-from stock_lakehouse.local_processes import bin_path, free_port, logged_process, wait_line
+from stock_lakehouse.local_processes import bi_server_process, wait_line
 from stock_lakehouse.settings import SAMPLE_DATA_DIR
-from stock_lakehouse_tests.conftest import clean_environment
+from stock_lakehouse_tests.conftest import clean_environment, environment_without_settings
 
 pytestmark = pytest.mark.spark
 
 START, END = date(2024, 3, 1), date(2024, 3, 12)
-READY = "BI endpoint on"
 LATE_TABLE = ("gold", "signals")  # hidden when the server starts, to see it registered later
 
 
 @dataclass
 class Endpoint:
-    host: str
     port: int
     lake: Path
     log: Path
@@ -60,25 +58,15 @@ def bi_lake(tmp_path_factory, spark) -> tuple[Path, Path]:
     return config, lake
 
 
-def _server_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("STOCK_LAKEHOUSE_") or k == "STOCK_LAKEHOUSE_IVY_DIR"
-    }
-    return {**env, **extra}
-
-
 @contextlib.contextmanager
 def bi_server(
     config: Path | None, log: Path, host: str = "127.0.0.1", lake_root: str | None = None, **env: str
 ) -> Iterator[tuple[int, str]]:
     """``stock-lakehouse bi-server`` as a real process, with ``env`` over a clean environment (no settings
     from this one); yields its port and ready line once clients can connect."""
-    port = free_port()
-    cmd = [bin_path("stock-lakehouse"), *(["--config", str(config)] if config else []), "bi-server"]
-    cmd += ["--host", host, "--port", str(port), "--refresh-seconds", "1"]
-    cmd += ["--lake-root", lake_root] if lake_root else []
-    with logged_process(cmd, log, _server_env(**env)) as proc:
-        yield port, wait_line(log, READY, timeout=240, proc=proc)
+    options = ["--host", host, "--refresh-seconds", "1", *(["--lake-root", lake_root] if lake_root else [])]
+    with bi_server_process(log, environment_without_settings(**env), options, config, timeout=240) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +86,7 @@ def endpoint(bi_lake, tmp_path_factory) -> Iterator[Endpoint]:
             shutil.rmtree(late)
             hidden.rename(late)
             wait_line(log, "registered: signals", timeout=60)
-            yield Endpoint("127.0.0.1", port, lake, log)
+            yield Endpoint(port, lake, log)
     finally:
         if hidden.exists():
             shutil.rmtree(late, ignore_errors=True)
@@ -237,7 +225,7 @@ def test_with_a_login_a_wrong_password_is_refused_and_the_right_one_answers(bi_l
         config, log, host="0.0.0.0", STOCK_LAKEHOUSE_BI_USER="analyst", STOCK_LAKEHOUSE_BI_PASSWORD=password
     ) as (port, ready):
         assert "user 'analyst' with password" in ready
-        endpoint = Endpoint("127.0.0.1", port, lake, log)
+        endpoint = Endpoint(port, lake, log)
         for wrong in ({"auth": "CUSTOM", "password": password + "x"}, {}):
             with pytest.raises((TTransportException, OperationalError)):
                 query(endpoint, "SELECT count(*) AS n FROM bi_stock_daily", **wrong)

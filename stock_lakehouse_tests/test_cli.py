@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from stock_lakehouse_tests.conftest import NVDA_SAMPLE, REPO
+from stock_lakehouse_tests.conftest import NVDA_SAMPLE, REPO, environment_without_settings
 
 
 def cli(*args, env, cwd, timeout=600):
@@ -20,9 +20,7 @@ def cli(*args, env, cwd, timeout=600):
 
 @pytest.mark.spark
 def test_cli_one_symbol_eight_days_is_one_run_and_one_spark_session(tmp_path):
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("STOCK_LAKEHOUSE_") or k == "STOCK_LAKEHOUSE_IVY_DIR"
-    }
+    env = environment_without_settings()
     env["DAGSTER_HOME"] = str(tmp_path / "home")
     env["STOCK_LAKEHOUSE_LAKE_ROOT"] = str(tmp_path / "lake-from-env")
     rec = tmp_path / "rec"

@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 
 from stock_lakehouse.bi_server.access import PASSWORD_ENV, USER_ENV
-from stock_lakehouse.local_processes import bin_path, free_port, logged_process, wait_line
+from stock_lakehouse.local_processes import bi_server_process
 from stock_lakehouse.symbols import validate_symbols
 
 QUERY = (
@@ -34,12 +34,9 @@ def measure_bi_query(lake: Path, symbol: str, start: date, end: date, log: Path,
 
     (symbol,) = validate_symbols([symbol], "benchmark symbol")  # it goes into the SQL text
     sql = QUERY.format(symbol=symbol, start=start.isoformat(), end=end.isoformat())
-    port = free_port()
-    cmd = [bin_path("stock-lakehouse"), "bi-server", "--port", str(port), "--lake-root", str(lake)]
     env = {k: v for k, v in os.environ.items() if k not in (USER_ENV, PASSWORD_ENV)}
     started = time.perf_counter()
-    with logged_process(cmd, log, env) as proc:
-        wait_line(log, "BI endpoint on", timeout=300, proc=proc)
+    with bi_server_process(log, env, ["--lake-root", str(lake)]) as (port, _):
         start_s = time.perf_counter() - started
         seconds, rows = [], []
         with contextlib.closing(hive.connect(host="127.0.0.1", port=port, username="bench")) as conn:

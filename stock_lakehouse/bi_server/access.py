@@ -82,7 +82,7 @@ def decide_access(host: str, environ: dict[str, str] | None = None) -> Access:
         return Access("CUSTOM", user, hashlib.sha256(password.encode()).hexdigest())
     if not is_loopback(host):
         raise AccessRefused(
-            f"BI endpoint bound to {host!r} (bi_server.host) without a login: set {USER_ENV} and {PASSWORD_ENV}, "
+            f"BI endpoint bound to {host!r} (--host) without a login: set {USER_ENV} and {PASSWORD_ENV}, "
             "or bind to 127.0.0.1"
         )
     return Access("NONE")

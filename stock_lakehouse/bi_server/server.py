@@ -29,8 +29,9 @@ if TYPE_CHECKING:
     from stock_lakehouse.settings import Settings
 
 DEFAULT_PORT = 10000
-#: The line the command prints once clients can connect (tests and scripts wait for it).
-READY = "BI endpoint on {host}:{port}, {access}; tables: {tables}   (Ctrl+C to stop)"
+#: The line the command prints once clients can connect; scripts and tests wait for its start.
+READY_PREFIX = "BI endpoint on"
+READY = READY_PREFIX + " {host}:{port}, {access}; tables: {tables}   (Ctrl+C to stop)"
 
 
 def server_conf(
@@ -41,6 +42,8 @@ def server_conf(
     Raises:
         ValueError: ``work`` (the process's temp folder) cannot be put in a Derby URL.
     """
+    from stock_lakehouse.lakehouse.spark import java_option
+
     if ";" in str(work):
         raise ValueError(f"the BI endpoint's temp folder {work} has a ';' (set TMPDIR to another folder)")
     conf = spark.spark_conf()
@@ -54,8 +57,7 @@ def server_conf(
         # Read by HiveServer2's password check from a HiveConf of its own (system properties), not the
         # server's configuration.
         properties.append(f"-Dhive.server2.custom.authentication.class={AUTHENTICATOR_CLASS}")
-    for prop in properties:
-        conf["spark.driver.extraJavaOptions"] += f' "{prop}"' if " " in prop else f" {prop}"
+    conf["spark.driver.extraJavaOptions"] += "".join(" " + java_option(prop) for prop in properties)
     conf |= {
         "spark.sql.catalogImplementation": "hive",
         "spark.sql.warehouse.dir": str(work / "warehouse"),

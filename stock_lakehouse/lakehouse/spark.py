@@ -53,6 +53,12 @@ SESSION_STARTED = "Spark session started in {seconds:.2f}s ({master})"
 LOG4J2_CONFIG = Path(__file__).resolve().with_name("log4j2.properties")
 _LOG4J2_OPT = f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}"
 
+
+def java_option(option: str) -> str:
+    """``option`` as one word of ``spark.driver.extraJavaOptions``: quoted when it holds a space (a path)."""
+    return f'"{option}"' if " " in option else option
+
+
 _lock = threading.Lock()
 _sessions_started = 0
 
@@ -157,7 +163,7 @@ class SparkResource(dg.ConfigurableResource):
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
             "spark.driver.extraJavaOptions": "-Dlog4j2.rootLogger.level=error -Duser.timezone=UTC "
-            + (f'"{_LOG4J2_OPT}"' if " " in _LOG4J2_OPT else _LOG4J2_OPT),
+            + java_option(_LOG4J2_OPT),
             # A cluster's executors in UTC like the driver (a local master's executor is the driver's JVM).
             "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
             "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
@@ -187,8 +193,7 @@ class SparkResource(dg.ConfigurableResource):
         # the process is gone (see the module docstring); quoted for the JVM if the path has spaces.
         local_dir = str(process_spark_dir())
         conf["spark.local.dir"] = local_dir
-        tmp_opt = f"-Djava.io.tmpdir={local_dir}"
-        conf["spark.driver.extraJavaOptions"] += f' "{tmp_opt}"' if " " in local_dir else f" {tmp_opt}"
+        conf["spark.driver.extraJavaOptions"] += " " + java_option(f"-Djava.io.tmpdir={local_dir}")
         conf.update(self.conf)  # none of PINNED_CONF's keys (refused when the resource was built)
         return conf
 
