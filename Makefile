@@ -49,9 +49,11 @@ test-compose: setup
 	@[ -x "$(PODMAN_COMPOSE)" ] || { $(PYTHON) -m venv .venv-compose && .venv-compose/bin/pip install -q 'podman-compose==1.6.0'; }
 	PODMAN_COMPOSE=$(PODMAN_COMPOSE) $(BIN)/pytest -ra -s -m compose stock_lakehouse_tests/test_compose_podman.py
 
+# The UI, daemon and code server with the warm engine (a Spark Connect server on 127.0.0.1:15002) that every
+# run uses; NO_ENGINE=1 for runs that start their own Spark.
 dev: setup
 	$(BIN)/stock-lakehouse sync-symbols   # creates $(DAGSTER_HOME) with the project's dagster.yaml if missing
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/stock-lakehouse dev $(if $(NO_ENGINE),--no-engine)
 
 dashboard: $(VENV)/.installed
 	$(BIN)/stock-lakehouse dashboard

@@ -164,6 +164,8 @@ def _advice(cause: str, lake: str) -> str:
     low = cause.lower()
     if "no space left on device" in low or "disk quota exceeded" in low:
         return f"free disk space where the lake is ({lake}), then run the same command again"
+    if "spark engine" in low:
+        return "start the engine (`stock-lakehouse engine`, or `make dev`) or unset spark.remote, then run again"
     if any(s in low for s in ("connection refused", "connectexception", "unknownhost", "timed out", "unreachable")):
         return "check that the store is up and s3.endpoint / STOCK_LAKEHOUSE_S3_ENDPOINT, then run again"
     if Path(cause.split(": ", 1)[0]).is_file():  # a recorded response that cannot be used
@@ -457,7 +459,9 @@ def backfill(url, symbols, start, end, wait, ranged, confirm_large) -> None:
     default="backfill,ranged_job,ui_single_partition",
     show_default=True,
     help="Which UI ways --daemon measures: backfill (asset graph), ranged_job (ranged_backfill Launchpad), "
-    "ui_single_partition (one partition's Materialize click).",
+    "ui_single_partition (one partition's Materialize click), intraday_tick_daemon (the intraday schedule's "
+    "tick at 14:00 New York on --end, as the UI's Test schedule launches it). Each with the warm engine beside "
+    "dagster dev, as make dev has it; append _own_spark (ui_single_partition_own_spark) for a way without it.",
 )
 @click.option(
     "--postgres/--no-postgres",
@@ -476,12 +480,15 @@ def backfill(url, symbols, start, end, wait, ranged, confirm_large) -> None:
 )
 def bench(sizes, start, end, out, daemon, ui_ways, postgres, per_partition, bi, workdir) -> None:
     """Benchmark the full backfill against a bare Spark script; prints a markdown table."""
-    from stock_lakehouse.benchmarks.runner import UI_WAYS, markdown, run
+    from stock_lakehouse.benchmarks.runner import OWN_SPARK, UI_WAYS, markdown, run
 
     ways = [w.strip() for w in ui_ways.split(",") if w.strip()] if daemon else []
-    unknown = [w for w in ways if w not in UI_WAYS]
+    unknown = [w for w in ways if w.removesuffix(OWN_SPARK) not in UI_WAYS]
     if unknown:
-        raise click.BadParameter(f"{unknown[0]!r} is not one of {', '.join(UI_WAYS)}", param_hint="--ui-ways")
+        known = ", ".join(UI_WAYS)
+        raise click.BadParameter(
+            f"{unknown[0]!r} is not one of {known} (or one with {OWN_SPARK})", param_hint="--ui-ways"
+        )
     res = run(
         [int(s) for s in sizes.split(",")],
         _parse_date(start, "--start"),
@@ -498,20 +505,23 @@ def bench(sizes, start, end, out, daemon, ui_ways, postgres, per_partition, bi, 
 
 @main.command("setup-jars")
 def setup_jars() -> None:
-    """Resolve the Delta and S3A jars into the Ivy cache (needs Maven Central once)."""
+    """Resolve the Delta, S3A and Spark Connect jars into the Ivy cache (needs Maven Central once)."""
     import subprocess
 
     from stock_lakehouse.lakehouse.spark import cached_jars
 
-    if cached_jars():
+    if cached_jars(engine=True):
         click.echo("jars already cached")
         return
     # Ivy's resolution report (~40 lines) matters only when resolution fails: start Spark in a child
     # process, keep its output, and show the end of it on failure.
     click.echo("resolving the Delta and S3A jars (Maven Central, once)...")
-    code = "from stock_lakehouse.lakehouse.spark import SparkResource; SparkResource().get_session().stop()"
+    code = (
+        "from stock_lakehouse.lakehouse.spark import SparkResource as R; r = R(); "
+        "r.get_session(r.spark_conf(engine=True)).stop()"
+    )
     done = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if done.returncode != 0 or not cached_jars():
+    if done.returncode != 0 or not cached_jars(engine=True):
         tail = "\n".join(done.stdout.splitlines()[-25:])
         raise click.ClickException(
             f"resolving the Delta and S3A jars failed (is Maven Central reachable?); the end of Spark's output:\n{tail}"
@@ -576,6 +586,82 @@ def bi_server(host, port, refresh_seconds, lake_root) -> None:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=15002, show_default=True, help="Spark Connect port.")
+@click.option(
+    "--any-client",
+    is_flag=True,
+    help="Serve clients beyond loopback. Spark Connect has no login: only for a port on an internal network "
+    "that is not published (docker compose).",
+)
+@click.option(
+    "--warm-up/--no-warm-up",
+    default=True,
+    show_default=True,
+    help="Run one synthetic partition of every layer before serving, so the first run finds a warm JIT.",
+)
+@click.option("--lake-root", help="Lake root (default: the configured one).")
+def engine(port, any_client, warm_up, lake_root) -> None:
+    """The warm engine: one Spark (a Spark Connect server) that runs share, so a run starts no JVM. Runs
+    use it when spark.remote is sc://127.0.0.1:PORT (`stock-lakehouse dev` does this). Runs until stopped."""
+    import signal
+    import threading
+
+    from stock_lakehouse.engine.server import serve
+
+    settings = _settings(lake_root=lake_root)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        serve(settings, port, any_client, echo=click.echo, stop=stop, warm=warm_up)
+    except (OSError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--engine-port", type=click.IntRange(1, 65535), default=15002, show_default=True)
+@click.option("--no-engine", is_flag=True, help="Each run starts its own Spark, as without a server.")
+@click.option("--no-warm-up", is_flag=True, help="Start the engine without its warm-up run (faster, colder).")
+@click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
+def dev(engine_port, no_engine, no_warm_up, dagster_args) -> None:
+    """The Dagster UI, daemon and code server (`dagster dev`) with the warm engine beside them: every run,
+    schedule tick and backfill run is a client of one Spark. The engine's output goes to
+    $DAGSTER_HOME/engine.log; both stop together. Extra arguments go to `dagster dev`."""
+    import os
+    import subprocess
+
+    from stock_lakehouse.engine.server import READY_PREFIX
+    from stock_lakehouse.local_processes import REPO, bin_path, logged_process, wait_line
+    from stock_lakehouse.runs.instance_home import ensure_dagster_home
+
+    _settings()  # a wrong setting is reported here, in one line, before anything starts
+    config = click.get_current_context().find_root().obj["config"]
+    env = dict(os.environ)
+    if config:
+        env["STOCK_LAKEHOUSE_CONFIG"] = str(Path(config).resolve())
+    home = ensure_dagster_home()
+    env["DAGSTER_HOME"] = str(home)
+    dagster = [bin_path("dagster"), "dev", "-w", str(REPO / "workspace.yaml"), *dagster_args]
+    if no_engine:
+        raise SystemExit(subprocess.call(dagster, env=env))
+    cmd = [bin_path("stock-lakehouse"), *(["--config", env["STOCK_LAKEHOUSE_CONFIG"]] if config else [])]
+    log_path = home / "engine.log"
+    engine_cmd = [*cmd, "engine", "--port", str(engine_port), *(["--no-warm-up"] if no_warm_up else [])]
+    with logged_process(engine_cmd, log_path, env) as proc:
+        try:
+            click.echo(wait_line(log_path, READY_PREFIX, timeout=300, proc=proc))
+        except (RuntimeError, TimeoutError) as exc:
+            raise click.ClickException(f"the Spark engine did not start (log: {log_path}): {exc}") from None
+        env["STOCK_LAKEHOUSE_SPARK_REMOTE"] = f"sc://127.0.0.1:{engine_port}"
+        try:
+            code = subprocess.call(dagster, env=env)
+        except KeyboardInterrupt:
+            code = 130
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

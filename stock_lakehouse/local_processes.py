@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +16,11 @@ from pathlib import Path
 
 import httpx
 
+from stock_lakehouse.ports import free_port
 from stock_lakehouse.settings import PACKAGE_DIR
 
 #: The checkout the package runs from: ``workspace.yaml`` and the project's ``dagster.yaml`` are there.
 REPO = PACKAGE_DIR.parent
-
-
-def free_port() -> int:
-    """A TCP port free on loopback now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> None:
@@ -114,6 +107,21 @@ def bi_server_process(
     cmd = [bin_path("stock-lakehouse"), *(["--config", str(config)] if config else []), "bi-server"]
     with logged_process([*cmd, "--port", str(port), *options], log_path, env) as proc:
         yield port, wait_line(log_path, READY_PREFIX, timeout=timeout, proc=proc)
+
+
+@contextlib.contextmanager
+def engine_process(
+    log_path: Path, env: dict[str, str], options: list[str] = (), config: Path | None = None, timeout: float = 300.0
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``stock-lakehouse [--config FILE] engine --port PORT OPTIONS`` on a free port with ``env``; yields its
+    ``sc://`` URL once clients can connect, and the process (stopped with its group after)."""
+    from stock_lakehouse.engine.server import READY_PREFIX
+
+    port = free_port()
+    cmd = [bin_path("stock-lakehouse"), *(["--config", str(config)] if config else []), "engine", "--port", str(port)]
+    with logged_process([*cmd, *options], log_path, env) as proc:
+        wait_line(log_path, READY_PREFIX, timeout=timeout, proc=proc)
+        yield f"sc://127.0.0.1:{port}", proc
 
 
 def descendants(pid: int) -> list[int]:

@@ -82,6 +82,9 @@ class SparkSettings(BaseModel):
     app_name: str = "stock-lakehouse"
     shuffle_partitions: int = Field(4, ge=1)
     driver_memory: str = "2g"
+    #: ``sc://host:port`` of a running ``stock-lakehouse engine`` (``make dev`` sets it): runs are its Spark
+    #: Connect clients and start no JVM. Unset: each process starts its own session (the embedded default).
+    remote: str | None = None
     #: extra Spark settings; the keys the pipeline pins (``lakehouse/spark_pins.py``) are refused
     conf: dict[str, str] = Field(default_factory=dict)
 
@@ -92,6 +95,13 @@ class SparkSettings(BaseModel):
 
         check_conf(value)
         return value
+
+    @field_validator("remote")
+    @classmethod
+    def _engine_url(cls, value: str | None) -> str | None:
+        from stock_lakehouse.lakehouse.spark_pins import check_remote
+
+        return check_remote(value)
 
 
 class SyntheticSettings(BaseModel):

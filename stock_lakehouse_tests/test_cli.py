@@ -121,6 +121,13 @@ BAD_SETTING_RUNS = [
     (["provision-store"], {}, "partitions_start: '1999-01-01'\n", "partitions_start 1999-01-01 is outside"),
     (["backfill", "--start", "2024-03-01", "--no-wait"], {}, "calendar: AIXK\n", "calendar: 'AIXK' cannot be used"),
     (["bi-server", "--port", "1"], {"STOCK_LAKEHOUSE_BI_PASSWORT": "x"}, None, "STOCK_LAKEHOUSE_BI_PASSWORT is no"),
+    (
+        ["engine", "--port", "1"],
+        {"STOCK_LAKEHOUSE_SPARK_REMOTE": "sc://h:1;token=k"},
+        None,
+        "spark.remote 'sc://h:1;tok",
+    ),
+    (["dev"], {}, "spark:\n  remote: http://h:1\n", "spark.remote 'http://h:1' is not sc://host:port"),
 ]
 
 

@@ -88,6 +88,29 @@ def _psql(sql: str) -> list[str]:
     return out.split()
 
 
+def _why_runs_failed() -> str:
+    """The first step failures' messages and the engine's last log lines: what a failed backfill here needs
+    to be understood after the stack is gone."""
+    failures = _run(
+        [
+            "podman",
+            "exec",
+            _ctr("postgres"),
+            "psql",
+            "-U",
+            "dagster",
+            "-d",
+            "dagster",
+            "-tAc",
+            "SELECT substr(event, 1, 3000) FROM event_logs WHERE dagster_event_type = 'STEP_FAILURE' LIMIT 2",
+        ]
+    )
+    engine = subprocess.run(["podman", "logs", "--tail", "40", _ctr("engine")], capture_output=True, text=True)
+    why = f"step failures:\n{failures}\nengine log:\n{engine.stdout[-4000:]}{engine.stderr[-4000:]}"
+    print(why)  # whole on the terminal (-s): pytest shortens an assertion's message
+    return why
+
+
 def _gold(env: dict):
     keys = {"AWS_ACCESS_KEY_ID": env["LAKE_S3_ACCESS_KEY"], "AWS_SECRET_ACCESS_KEY": env["LAKE_S3_SECRET_KEY"]}
     with mock.patch.dict(os.environ, keys | {"AWS_REGION": "us-east-1"}):
@@ -186,7 +209,7 @@ def test_compose_runs_with_podman(tmp_path, dagster_home, clean_env):
         backfill_id = launch_backfill(f"{URL}/graphql", SYMBOLS, START, END, title="compose-podman")
         status = wait_backfill(f"{URL}/graphql", backfill_id, timeout=1800)
         timings["backfill_2x3"] = time.monotonic() - t
-        assert status["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), status
+        assert status["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), (status, _why_runs_failed())
         assert len(status["runs"]) == 2 and all(r["status"] == "SUCCESS" for r in status["runs"]), status
 
         gold = _gold(env)
@@ -195,6 +218,8 @@ def test_compose_runs_with_podman(tmp_path, dagster_home, clean_env):
         assert_freshness_tick_read_fresh_data(f"{URL}/graphql")  # both symbols' bars, read from MinIO
         run_ids = sorted(r["runId"] for r in status["runs"])
         assert sorted(_psql("SELECT run_id FROM runs WHERE status = 'SUCCESS'")) == run_ids
+        # Every run was a client of the engine service: none started a Spark of its own (SESSION_STARTED).
+        assert _psql("SELECT count(*) FROM event_logs WHERE event LIKE '%Spark session started in%'") == ["0"]
 
         with chromium() as driver:
             driver.get(f"{URL}/asset-groups")

@@ -119,3 +119,18 @@ def test_every_service_has_its_podman_override():
     override = yaml.safe_load((DOCKER / "compose.podman.yml").read_text())["services"]
     assert set(override) == set(compose()["services"])
     assert all(svc.get("runtime") == "runc" and "nofile" in svc.get("ulimits", {}) for svc in override.values())
+
+
+def test_the_engine_is_on_the_compose_network_only_and_the_code_location_uses_it():
+    """Spark Connect 3.5 has no login: the engine publishes no port; every run (the code service's processes)
+    is its client, and the code service starts only once the engine answers (also in podman-up.sh's order)."""
+    services = compose()["services"]
+    engine = services["engine"]
+    assert "ports" not in engine and "network_mode" not in engine
+    assert engine["command"][:2] == ["stock-lakehouse", "engine"] and "--any-client" in engine["command"]
+    port = engine["command"][engine["command"].index("--port") + 1]
+    assert str(port) in " ".join(engine["healthcheck"]["test"])
+    assert services["code"]["environment"]["STOCK_LAKEHOUSE_SPARK_REMOTE"] == f"sc://engine:{port}"
+    assert services["code"]["depends_on"]["engine"] == {"condition": "service_healthy"}
+    order = (DOCKER / "images" / "podman-up.sh").read_text()
+    assert order.index("wait_healthy engine") < order.index("up code")

@@ -4,8 +4,9 @@ the UI in headless Chromium. Screenshots go to the test's temp folder; `make scr
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
@@ -15,9 +16,11 @@ from stock_lakehouse.lakehouse.reader import read_table
 from stock_lakehouse.lakehouse.tables import TABLES, step_name
 from stock_lakehouse.partitions import RANGE_END_TAG, RANGE_START_TAG, sync_symbols
 from stock_lakehouse.runs.backfill import (
+    BackfillError,
     launch_backfill,
     launch_partition_run,
     launch_ranged_backfill,
+    launch_schedule_tick,
     wait_backfill,
     wait_run,
 )
@@ -358,3 +361,20 @@ def test_one_partition_launched_as_a_click_materializes_every_table_with_its_che
     assert len(checks) >= len(TABLES), len(checks)
     gold = read_table(str(lake), "gold")
     assert list(gold[gold.trade_date == date(2024, 3, 11)].symbol) == ["AAA"]
+
+
+def test_an_intraday_tick_launched_as_test_schedule_refreshes_that_day_of_every_symbol(deployment):
+    """What the bench's ``intraday_tick_daemon`` times: the intraday schedule evaluated at 14:00 New York on a
+    trading day (the UI's Test schedule) asks for that day of both symbols in one ranged run; launched, the
+    daemon runs it and gold holds both."""
+    url, home, lake = deployment
+    when = datetime(2024, 3, 12, 14, 0, tzinfo=ZoneInfo("America/New_York"))
+    run_ids = launch_schedule_tick(f"{url}/graphql", "intraday_refresh", when, LAKEHOUSE_JOB)
+    assert len(run_ids) == 1  # AAA and BBB are neighbours: one ranged run
+    assert wait_run(f"{url}/graphql", run_ids[0], timeout=600) == "SUCCESS"
+    run = dg.DagsterInstance.from_config(str(home)).get_run_by_id(run_ids[0])
+    assert run.tags["stock_lakehouse/refresh"] == "intraday"
+    gold = read_table(str(lake), "gold")
+    assert sorted(gold[gold.trade_date == date(2024, 3, 12)].symbol) == SYMBOLS
+    with pytest.raises(BackfillError, match="requested nothing .*outside the session"):
+        launch_schedule_tick(f"{url}/graphql", "intraday_refresh", when.replace(hour=20), LAKEHOUSE_JOB)

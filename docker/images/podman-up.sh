@@ -35,6 +35,8 @@ up provision-store
 wait_healthy postgres
 up init
 wait_exit0 provision-store
+up engine
 wait_exit0 init
+wait_healthy engine
 up code bi
 up webserver daemon

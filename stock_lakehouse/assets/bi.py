@@ -1,11 +1,11 @@
 """BI view: gold plus previous close and 7-trading-day windows, for dashboard tools."""
 
 import dagster as dg
-from pyspark.sql import DataFrame
 
 from stock_lakehouse.assets.keys import BI, GOLD, SILVER, TABLE_ASSET_ARGS, layer, table_metadata, writer_pool
 from stock_lakehouse.assets.windows import follow_on
 from stock_lakehouse.lakehouse import schemas
+from stock_lakehouse.lakehouse.frames import DataFrame
 from stock_lakehouse.lakehouse.io_manager import TableWrite
 from stock_lakehouse.lakehouse.transforms import BI_WINDOW_ROWS, to_bi
 from stock_lakehouse.partitions import parse_keys, partition_predicate

@@ -121,7 +121,7 @@ def build_bronze_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.Asset
                 "market_closed": bool(parts) and len(closed) == len(parts),
                 "market_closed_dates": sorted({p.trade_date.isoformat() for p in closed}),
                 "trading_partitions_without_bars": [str(p.key) for p in empty_open[:100]],
-                "spark_app_id": session.sparkContext.applicationId,
+                "spark_app_id": session.conf.get("spark.app.id", None),
             }
         )
         keep = () if ingestion.allow_empty_overwrite else tuple(empty)

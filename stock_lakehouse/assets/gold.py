@@ -1,11 +1,11 @@
 """Gold: daily KPIs per symbol over valid regular-session bars, for the partitions the quality gate passes."""
 
 import dagster as dg
-from pyspark.sql import DataFrame
 
 from stock_lakehouse.assets.keys import GOLD, SILVER, TABLE_ASSET_ARGS, layer, table_metadata, writer_pool
 from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.lakehouse import schemas
+from stock_lakehouse.lakehouse.frames import DataFrame
 from stock_lakehouse.lakehouse.io_manager import TableWrite
 from stock_lakehouse.lakehouse.transforms import to_gold
 from stock_lakehouse.partitions import describe_partitions, parse_keys, partition_predicate

@@ -1,11 +1,11 @@
 """Signals: technical indicators per (symbol, trade_date) over gold, the feed for strategies."""
 
 import dagster as dg
-from pyspark.sql import DataFrame
 
 from stock_lakehouse.assets.keys import GOLD, SIGNALS, TABLE_ASSET_ARGS, layer, table_metadata, writer_pool
 from stock_lakehouse.assets.windows import follow_on
 from stock_lakehouse.lakehouse import schemas
+from stock_lakehouse.lakehouse.frames import DataFrame
 from stock_lakehouse.lakehouse.io_manager import TableWrite
 from stock_lakehouse.lakehouse.signals import to_signals
 from stock_lakehouse.partitions import parse_keys, partition_predicate

@@ -1,11 +1,11 @@
 """Silver: typed, de-duplicated bars with trading session and validity flags."""
 
 import dagster as dg
-from pyspark.sql import DataFrame
 
 from stock_lakehouse.assets.keys import BRONZE, SILVER, TABLE_ASSET_ARGS, layer, table_metadata, writer_pool
 from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.lakehouse import schemas
+from stock_lakehouse.lakehouse.frames import DataFrame
 from stock_lakehouse.lakehouse.transforms import to_silver
 from stock_lakehouse.market_calendar import regular_close
 from stock_lakehouse.partitions import parse_keys

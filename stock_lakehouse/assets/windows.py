@@ -8,8 +8,7 @@ a window asset also rewrites the later dates whose windows reach its own, in the
 
 from collections.abc import Sequence
 
-from pyspark.sql import DataFrame
-
+from stock_lakehouse.lakehouse.frames import DataFrame
 from stock_lakehouse.partitions import BarPartition, partitions_after
 
 

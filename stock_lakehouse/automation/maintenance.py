@@ -3,7 +3,6 @@
 import dagster as dg
 
 from stock_lakehouse.assets.keys import writer_pool
-from stock_lakehouse.lakehouse.io_manager import table_exists
 from stock_lakehouse.lakehouse.lake import Lake
 from stock_lakehouse.lakehouse.maintenance import MIN_RETAIN_HOURS, ZORDER_BY, maintain_table
 from stock_lakehouse.lakehouse.spark import SparkResource
@@ -29,10 +28,11 @@ def _maintenance_op(table: str) -> dg.OpDefinition:
     ) -> None:
         session = lake.configure_spark(spark.get_session())
         uri = lake.table_uri(key)
-        if not table_exists(session, uri):
+        if not lake.has_table(key):
             context.log.info(f"{uri} does not exist yet; nothing to maintain")
             return
         report = maintain_table(session, uri, ZORDER_BY.get(table), config.retain_hours)
+        report["version_after"] = int(lake.last_commit(key)["version"])
         context.log.info(f"{folder}: {report}")
         context.log_event(dg.AssetObservation(asset_key=key, metadata={"maintenance": dg.MetadataValue.json(report)}))
 

@@ -7,6 +7,7 @@ on a noisy machine. Results go to ``<out>/results.json`` and ``<out>/results.md`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -17,9 +18,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
+from datetime import time as dtime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -37,12 +40,29 @@ from stock_lakehouse.settings import PACKAGE_DIR
 
 LAYER_STEPS = {table: step_name(table) for table in TABLES}
 #: The UI's ways to backfill, each measured on ``dagster dev`` with the daemon (see ``_daemon_scenario``).
+#: UI ways that write part of the range (one partition, one day): their figure is launch to SUCCESS, no ratio.
+ONE_DAY_WAYS = ("ui_single_partition", "intraday_tick_daemon")
+#: Appended to a UI way's key (``--ui-ways``, results): that way without the engine, each run its own Spark.
+OWN_SPARK = "_own_spark"
 UI_WAYS = {
     "backfill": "UI backfill (asset graph)",
     "ranged_job": "UI ranged_backfill job (Launchpad)",
     # One (symbol, date) of every table, as a click on a partition's Materialize launches it.
     "ui_single_partition": "UI single partition (one click)",
+    # Today's partitions of every symbol, as the intraday schedule's tick at 14:00 New York on ``end`` asks.
+    "intraday_tick_daemon": "Intraday schedule tick (all symbols, one day)",
 }
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    """A live process's peak resident memory (``VmHWM``), in MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
 
 
 def _jvm_peak_mb() -> float | None:
@@ -50,14 +70,7 @@ def _jvm_peak_mb() -> float | None:
 
     gateway = getattr(SparkContext, "_gateway", None)
     proc = getattr(gateway, "proc", None)
-    if proc is None:
-        return None
-    try:
-        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
+    return None if proc is None else _peak_rss_mb(proc.pid)
     return None
 
 
@@ -189,37 +202,59 @@ def _per_partition_baseline(
 
 
 def _daemon_scenario(
-    how: str, n: int, start: date, end: date, replay: Path, lake: Path, home: Path
+    how: str, n: int, start: date, end: date, replay: Path, lake: Path, home: Path, engine: bool = True
 ) -> dict[str, object]:
     """A UI way, on ``dagster dev`` with the daemon executing: ``how`` is "backfill" (the asset graph's
     Materialize dialog: GraphQL launchPartitionBackfill), "ranged_job" (the ``ranged_backfill`` job's
     Launchpad: GraphQL launchRun) or "ui_single_partition" (the last symbol on ``end``, launched as one
-    partition's Materialize click does)."""
+    partition's Materialize click does). With ``engine``, the warm engine runs beside ``dagster dev`` and
+    every run is its client, as ``make dev`` has it; its start is not timed (it is up before any click)."""
     import dagster as dg
 
-    from stock_lakehouse.local_processes import dagster_dev_process
+    from stock_lakehouse.assets.keys import ensure_writer_pools
+    from stock_lakehouse.local_processes import dagster_dev_process, descendants, engine_process
+    from stock_lakehouse.market_calendar import EXCHANGE_TZ
     from stock_lakehouse.partitions import sync_symbols
     from stock_lakehouse.runs.backfill import (
         launch_backfill,
         launch_partition_run,
         launch_ranged_backfill,
+        launch_schedule_tick,
         wait_backfill,
         wait_run,
     )
+    from stock_lakehouse.runs.instance_home import write_instance_config
+    from stock_lakehouse.wiring import LAKEHOUSE_JOB
 
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(instance_yaml(home, "concurrency:\n  runs:\n    max_concurrent_runs: 2\n"))
-    sync_symbols(dg.DagsterInstance.from_config(str(home)), symbols(n))
+    # The instance `make dev` makes (the project's dagster.yaml: two runs at a time, one writer per table,
+    # run monitoring), prepared as `make dev` prepares it (symbols, writer pools).
+    write_instance_config(home)
+    instance = dg.DagsterInstance.from_config(str(home))
+    sync_symbols(instance, symbols(n))
+    ensure_writer_pools(instance)
     env = {
         "STOCK_LAKEHOUSE_SOURCE": "replay",
         "STOCK_LAKEHOUSE_REPLAY_DIR": str(replay),
         "STOCK_LAKEHOUSE_LAKE_ROOT": str(lake),
         "STOCK_LAKEHOUSE_SYMBOLS": ",".join(symbols(n)),
     }
-    with dagster_dev_process(home, env) as (url, _):
+    with contextlib.ExitStack() as stack:
+        engine_s = engine_rss = None
+        if engine:
+            t = time.perf_counter()
+            engine_url, engine_proc = stack.enter_context(engine_process(home / "engine.log", {**os.environ, **env}))
+            engine_s = round(time.perf_counter() - t, 1)
+            env["STOCK_LAKEHOUSE_SPARK_REMOTE"] = engine_url
+        url, _ = stack.enter_context(dagster_dev_process(home, env))
         t0 = time.perf_counter()
         if how == "ui_single_partition":
             status = wait_run(f"{url}/graphql", launch_partition_run(f"{url}/graphql", symbols(n)[-1], end), 3600)
+        elif how == "intraday_tick_daemon":
+            when = datetime.combine(end, dtime(14, 0), ZoneInfo(EXCHANGE_TZ))
+            run_ids = launch_schedule_tick(f"{url}/graphql", "intraday_refresh", when, LAKEHOUSE_JOB)
+            statuses = {wait_run(f"{url}/graphql", run_id, 3600) for run_id in run_ids}
+            status = statuses.pop() if len(statuses) == 1 else "MIXED: " + ",".join(sorted(statuses))
         elif how == "backfill":
             backfill_id = launch_backfill(f"{url}/graphql", symbols(n), start, end, title="benchmark")
             status = wait_backfill(f"{url}/graphql", backfill_id, timeout=3600)["status"]
@@ -227,12 +262,17 @@ def _daemon_scenario(
             run_id = launch_ranged_backfill(f"{url}/graphql", symbols(n), start, end)
             status = wait_run(f"{url}/graphql", run_id, timeout=3600)
         wall = time.perf_counter() - t0
+        if engine:
+            engine_rss = sum(_peak_rss_mb(pid) or 0 for pid in [engine_proc.pid, *descendants(engine_proc.pid)])
         instance = dg.DagsterInstance.from_config(str(home))
         run_ids = [r.run_id for r in instance.get_runs()]  # this instance holds only this scenario's runs
         return {
             "wall_s": round(wall, 2),
             "status": status,
             "runs": len(run_ids),
+            "engine": engine,
+            "engine_start_s": engine_s,
+            "engine_peak_rss_mb": engine_rss and round(engine_rss),
             "run_costs": summarize([run_cost(instance, run_id) for run_id in run_ids]),
         }
 
@@ -251,7 +291,8 @@ def run(
     """Run every scenario and write results.json and results.md under ``out``.
 
     Args:
-        ui_ways: keys of ``UI_WAYS`` to measure on ``dagster dev``.
+        ui_ways: keys of ``UI_WAYS`` to measure on ``dagster dev`` with the warm engine beside it (as ``make
+            dev``), or such a key with ``OWN_SPARK`` appended: without the engine, each run its own Spark.
         postgres: also run the CLI at the largest size on the PostgreSQL instance ``docker/dagster.yaml``
             describes (the ``DAGSTER_POSTGRES_*`` environment names the server; its database should be new).
         bi: also serve the largest CLI lake with ``bi-server`` and time a BI-style query (``bi_query.py``).
@@ -352,12 +393,12 @@ def run(
         res["one_run_per_partition"] = _per_partition_baseline(
             replay(min(sizes)), work / "lake_pp", days[:per_partition], top * len(days), work / "home"
         )
-    if ui_ways:
-        for how in ui_ways:
-            lake = work / f"lake_{how}"
-            res[how] = _daemon_scenario(how, top, start, end, replay(top), lake, work / f"home_{how}")
-            _assert_same_gold(lake, work / f"lake_bare_{top}", partial=how == "ui_single_partition")
-            res[how]["ratio_to_cli"] = round(res[how]["wall_s"] / res["sizes"][-1]["cli"]["wall_s"], 2)
+    for key in ui_ways:
+        how = key.removesuffix(OWN_SPARK)
+        lake = work / f"lake_{key}"
+        res[key] = _daemon_scenario(how, top, start, end, replay(top), lake, work / f"home_{key}", key == how)
+        _assert_same_gold(lake, work / f"lake_bare_{top}", partial=how in ONE_DAY_WAYS)
+        res[key]["ratio_to_cli"] = round(res[key]["wall_s"] / res["sizes"][-1]["cli"]["wall_s"], 2)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=2))
     (out / "results.md").write_text(markdown(res))
@@ -415,15 +456,19 @@ def markdown(res: dict) -> str:
             f"{pg['event_batch_size']}): {pg['wall_s']} s ({pg['ratio_to_sqlite_cli']}x the CLI on SQLite, "
             f"{pg['ratio_to_bare']}x the bare script)."
         )
-    for how, name in UI_WAYS.items():
-        if how in res:
-            d = res[how]
-            # One partition against the whole CLI range is no ratio: its figure is launch to SUCCESS.
-            against = "" if how == "ui_single_partition" else f" ({d['ratio_to_cli']}x the CLI)"
-            lines.append(
-                f"- {name}, launched through GraphQL as the UI does, the daemon executing: {d['wall_s']} s"
-                f"{against}, {d['runs']} runs, {d['run_costs']['jvms_started']} JVMs, status {d['status']}."
-            )
+    for key, name in _ui_scenarios(res):
+        d = res[key]
+        # One partition against the whole CLI range is no ratio: its figure is launch to SUCCESS.
+        against = "" if key.startswith(ONE_DAY_WAYS) else f" ({d['ratio_to_cli']}x the CLI)"
+        engine = (
+            f"; the engine (started in {d['engine_start_s']} s, untimed) peaked at {d['engine_peak_rss_mb']} MB"
+            if d.get("engine")
+            else ""
+        )
+        lines.append(
+            f"- {name}, launched through GraphQL as the UI does, the daemon executing: {d['wall_s']} s"
+            f"{against}, {d['runs']} runs, {d['run_costs']['jvms_started']} JVMs, status {d['status']}{engine}."
+        )
     lines += ["", *cost_table(res), ""]
     lines.append(
         f"- Peak memory: Python {res['python_peak_rss_mb']} MB, JVM {res['jvm_peak_rss_mb'] and round(res['jvm_peak_rss_mb'])} MB; "
@@ -432,10 +477,21 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ui_scenarios(res: dict) -> list[tuple[str, str]]:
+    """The UI ways in ``res``: (results key, name), with the engine and with each run's own Spark."""
+    found = []
+    for how, name in UI_WAYS.items():
+        if how in res:
+            found.append((how, f"{name}{', warm engine' if res[how].get('engine') else ''}"))
+        if f"{how}{OWN_SPARK}" in res:
+            found.append((f"{how}{OWN_SPARK}", f"{name}, each run its own Spark"))
+    return found
+
+
 def cost_table(res: dict) -> list[str]:
     """Where the runs' time went, per scenario (run-seconds summed over runs; see ``run_costs.py``)."""
     scenarios = [(f"CLI, {s['symbols']} symbols", s["cli"]["run_costs"]) for s in res["sizes"]]
-    scenarios += [(name, res[how]["run_costs"]) for how, name in UI_WAYS.items() if how in res]
+    scenarios += [(name, res[key]["run_costs"]) for key, name in _ui_scenarios(res)]
     if "postgres" in res:
         scenarios.append(("CLI on PostgreSQL", res["postgres"]["run_costs"]))
     lines = [

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +20,7 @@ from py4j.protocol import Py4JNetworkError
 from stock_lakehouse.bi_server.access import Access, decide_access
 from stock_lakehouse.bi_server.catalog import register, registered
 from stock_lakehouse.bi_server.classes import AUTHENTICATOR_CLASS, GUARD_CLASS, compile_classes
+from stock_lakehouse.ports import port_taken, wait_listening
 from stock_lakehouse.runs.root_cause import exception_root_cause, redact
 
 if TYPE_CHECKING:
@@ -78,28 +77,6 @@ def java_class(jvm: Any, name: str) -> Any:
     return functools.reduce(getattr, name.split("."), jvm)
 
 
-def _port_taken(host: str, port: int) -> str | None:
-    """Why nothing can listen on ``host:port`` now, or None."""
-    try:
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-            probe.bind((host, port))
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    return None
-
-
-def _wait_listening(host: str, port: int, timeout: float) -> bool:
-    target = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((target, port), timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.2)
-    return False
-
-
 def serve(
     settings: Settings,
     host: str = "127.0.0.1",
@@ -119,7 +96,7 @@ def serve(
     from stock_lakehouse.lakehouse.spark import SparkResource, process_spark_dir
 
     access = decide_access(host)
-    taken = _port_taken(host, port)
+    taken = port_taken(host, port)
     if taken:
         raise OSError(f"cannot serve on {host}:{port}: {taken}")
     work = process_spark_dir() / "bi-server"  # removed with the process's other Spark files
@@ -132,7 +109,7 @@ def serve(
         java_class(jvm, AUTHENTICATOR_CLASS).configure(access.user, access.password_sha256)
     register(session, settings.lake)
     jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(session._jsparkSession.sqlContext())
-    if not _wait_listening(host, port, timeout=60):
+    if not wait_listening(host, port, timeout=60):
         raise RuntimeError(f"the BI endpoint did not start listening on {host}:{port} within 60 s")
     names = registered(session)
     echo(READY.format(host=host, port=port, access=access.describe(), tables=", ".join(names) or "none yet"))

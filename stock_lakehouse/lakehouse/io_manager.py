@@ -18,7 +18,6 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -55,10 +54,6 @@ def _untouched(kept: Sequence[BarPartition], withheld: Sequence[BarPartition]) -
     said = [f"kept {len(kept)} (no new rows)"] if kept else []
     said += [f"withheld {len(withheld)} (quality gate)"] if withheld else []
     return f"; {', '.join(said)}" if said else ""
-
-
-def table_exists(spark: SparkSession, uri: str) -> bool:
-    return DeltaTable.isDeltaTable(spark, uri)
 
 
 @dataclass(frozen=True)
@@ -105,16 +100,14 @@ class DeltaIOManager(dg.ConfigurableIOManager):
     def _partitions(self, context: dg.OutputContext | dg.InputContext) -> list[BarPartition]:
         return parse_keys(context.asset_partition_keys)
 
-    @staticmethod
-    def _write(spark: SparkSession, df: DataFrame, uri: str, predicate: str) -> None:
+    def _write(self, df: DataFrame, uri: str, predicate: str) -> None:
         writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
-        if not table_exists(spark, uri):
+        if not self.lake.has_table(uri):
             # The first write creates the table with its partitioning; later writes must match it.
             writer = writer.partitionBy(*PARTITION_COLUMNS)
         writer.save(uri)
 
-    @staticmethod
-    def _widen(spark: SparkSession, uri: str, schema: T.StructType) -> list[str]:
+    def _widen(self, spark: SparkSession, uri: str, schema: T.StructType) -> list[str]:
         """Widen, once, the integer columns the table has where ``schema`` now has doubles; returns their names.
 
         ``volume`` was bigint until crypto decimals were kept (a documented schema change): a table written
@@ -122,7 +115,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         exact; time travel shows the version before). Called only when a write failed (Delta refuses the
         doubles), so writes to tables of the current schema pay nothing; any other mismatch is re-raised.
         """
-        if not table_exists(spark, uri):
+        if not self.lake.has_table(uri):
             return []
         table = spark.read.format("delta").load(uri)
         have = {f.name: f.dataType for f in table.schema.fields}
@@ -144,10 +137,9 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             )
         return narrow
 
-    @staticmethod
-    def _present(spark: SparkSession, uri: str, candidates: Sequence[BarPartition]) -> list[BarPartition]:
+    def _present(self, spark: SparkSession, uri: str, candidates: Sequence[BarPartition]) -> list[BarPartition]:
         """Those of ``candidates`` that have rows in the table (one pruned query)."""
-        if not candidates or not table_exists(spark, uri):
+        if not candidates or not self.lake.has_table(uri):
             return []
         rows = (
             spark.read.format("delta")
@@ -194,7 +186,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         predicate = partition_predicate(parts + follow_on)
         try:
             try:
-                self._write(spark, obj, uri, predicate)
+                self._write(obj, uri, predicate)
             except Exception as exc:
                 if any(m in str(exc) for m in ("DELTA_PROTOCOL_CHANGED", "DELTA_METADATA_CHANGED")):
                     # Two runs creating the same table at once: one commit wins, the other raises
@@ -209,13 +201,13 @@ class DeltaIOManager(dg.ConfigurableIOManager):
                     )
                 else:
                     raise
-                self._write(spark, obj, uri, predicate)
+                self._write(obj, uri, predicate)
         except Exception as exc:
             raise RuntimeError(
                 f"writing {len(parts)} partition(s) of {context.asset_key.to_user_string()} to {uri} failed; "
                 f"the table is unchanged (Delta commits are atomic): {exception_root_cause(exc)}"
             ) from exc
-        last = DeltaTable.forPath(spark, uri).history(1).collect()[0]
+        last = self.lake.last_commit(uri)
         metrics: dict[str, Any] = last["operationMetrics"] or {}
         context.add_output_metadata(
             {
@@ -314,7 +306,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         uri = self.lake.table_uri(context.asset_key)
         spark = self._session()
         parts = self._partitions(context)
-        if not table_exists(spark, uri):
+        if not self.lake.has_table(uri):
             raise FileNotFoundError(
                 f"{context.asset_key.to_user_string()} has no Delta table at {uri}; materialize it for "
                 f"{len(parts)} partition(s) first"

@@ -69,18 +69,42 @@ class Lake(dg.ConfigurableResource):
         """Why the lake's bucket cannot be used now, or None (always None for a local folder)."""
         return self.s3.probe(self.bucket) if self.bucket is not None else None
 
+    def s3a_conf(self) -> dict[str, str]:
+        """Where S3A finds this lake's store, as Spark settings (``spark.hadoop.fs.s3a.*``; no keys)."""
+        conf = {
+            "spark.hadoop.fs.s3a.path.style.access": str(self.s3.path_style).lower(),
+            "spark.hadoop.fs.s3a.endpoint.region": self.s3.region,
+        }
+        if self.s3.endpoint:
+            conf["spark.hadoop.fs.s3a.endpoint"] = self.s3.endpoint
+            conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(self.s3.endpoint.startswith("https")).lower()
+        return conf
+
     def configure_spark(self, session: SparkSession) -> SparkSession:
         """Point ``session``'s S3A file system at this lake's store.
 
         Set on the live Hadoop configuration, not in the Spark conf: keys stay out of every config Dagster
-        shows, and executors of a cluster receive it with each job.
+        shows, and executors of a cluster receive it with each job. A client of the engine has no Hadoop
+        configuration of its own: the engine was configured with its lake when it started
+        (``engine/server.py``), and its store must be this lake's.
+
+        Raises:
+            RuntimeError: the engine reaches another S3 endpoint than this lake's.
         """
+        from stock_lakehouse.lakehouse.frames import is_remote
+
+        if is_remote(session):
+            if self.on_s3:
+                theirs = session.conf.get("spark.hadoop.fs.s3a.endpoint", None) or None
+                if theirs != self.s3.endpoint:
+                    raise RuntimeError(
+                        f"the Spark engine reaches S3 at {theirs or 'AWS (no endpoint)'}, this lake ({self.uri}) is "
+                        f"at {self.s3.endpoint or 'AWS (no endpoint)'}: restart the engine with this lake's settings"
+                    )
+            return session
         hconf = session.sparkContext._jsc.hadoopConfiguration()
-        if self.s3.endpoint:
-            hconf.set("fs.s3a.endpoint", self.s3.endpoint)
-            hconf.set("fs.s3a.connection.ssl.enabled", str(self.s3.endpoint.startswith("https")).lower())
-        hconf.set("fs.s3a.path.style.access", str(self.s3.path_style).lower())
-        hconf.set("fs.s3a.endpoint.region", self.s3.region)
+        for key, value in self.s3a_conf().items():
+            hconf.set(key.removeprefix("spark.hadoop."), value)
         keys = s3_keys()
         for env_name, key in (
             ("AWS_ACCESS_KEY_ID", "fs.s3a.access.key"),
@@ -89,6 +113,28 @@ class Lake(dg.ConfigurableResource):
             if env_name in keys:
                 hconf.set(key, keys[env_name])
         return session
+
+    def has_table(self, table: str | dg.AssetKey) -> bool:
+        """Whether a table (short name, asset key, path, or its ``table_uri``) exists: its Delta log, asked of
+        delta-rs.
+
+        Not Spark's ``DeltaTable.isDeltaTable``: that is not in Spark Connect's API, and Delta caches a
+        DeltaLog per path, so one looked up while the table was being created can keep saying "no table".
+        """
+        from stock_lakehouse.lakehouse.reader import is_delta_table
+
+        return is_delta_table(self._table_uri(table), self.s3)
+
+    def _table_uri(self, table: str | dg.AssetKey) -> str:
+        """``table_uri`` of a table, or the argument itself when it is one of this lake's table URIs already."""
+        return table if isinstance(table, str) and table.startswith(f"{self.uri}/") else self.table_uri(table)
+
+    def last_commit(self, table: str | dg.AssetKey) -> dict:
+        """The newest commit of a table (short name, asset key, path or its ``table_uri``), asked of delta-rs:
+        ``version``, ``operation``, ``operationMetrics``; see ``reader.last_commit``."""
+        from stock_lakehouse.lakehouse.reader import last_commit
+
+        return last_commit(self._table_uri(table), self.s3)
 
     def dataset(self, table: str | dg.AssetKey, version: int | None = None) -> pads.Dataset:
         """A table as a pyarrow dataset (delta-rs, no Spark); see ``reader.table_dataset``."""

@@ -28,13 +28,29 @@ def table_path(lake_uri: str, table: str | dg.AssetKey) -> str:
     return f"{lake_uri.rstrip('/')}/{table_folder(table)}"
 
 
-def _delta_table(lake_uri: str, table: str | dg.AssetKey, version: int | None, s3: S3Location | None) -> DeltaTable:
-    path = table_path(lake_uri, table)
-    options = None
+def _location(path: str, s3: S3Location | None) -> tuple[str, dict[str, str] | None]:
+    """A table folder's path and storage options as delta-rs takes them."""
     if is_s3(path):
         # delta-rs speaks s3://; S3A's s3a:// names the same objects.
-        path = "s3://" + path.split("://", 1)[1]
-        options = (s3 or S3Location()).delta_rs_options()
+        return "s3://" + path.split("://", 1)[1], (s3 or S3Location()).delta_rs_options()
+    return path, None
+
+
+def is_delta_table(uri: str, s3: S3Location | None = None) -> bool:
+    """Whether the folder at ``uri`` holds a Delta table (its log is read, no data file)."""
+    path, options = _location(uri, s3)
+    return DeltaTable.is_deltatable(path, storage_options=options)
+
+
+def last_commit(uri: str, s3: S3Location | None = None) -> dict:
+    """The newest commit of the table at ``uri``: ``version``, ``operation``, ``operationMetrics`` (strings),
+    ... as Delta wrote them (the log's last commit file; no data file is read)."""
+    path, options = _location(uri, s3)
+    return DeltaTable(path, storage_options=options).history(1)[0]
+
+
+def _delta_table(lake_uri: str, table: str | dg.AssetKey, version: int | None, s3: S3Location | None) -> DeltaTable:
+    path, options = _location(table_path(lake_uri, table), s3)
     try:
         return DeltaTable(path, version=version, storage_options=options)
     except TableNotFoundError as exc:  # a missing or non-Delta folder

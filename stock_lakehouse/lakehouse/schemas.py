@@ -114,7 +114,8 @@ def conform(df, schema: T.StructType):
     """Select and cast ``df``'s columns to ``schema`` (order and types); raises on a missing column."""
     from pyspark.sql import functions as F
 
-    missing = [f.name for f in schema.fields if f.name not in df.columns]
+    have = set(df.columns)  # once: each look is a round trip to the engine for a Spark Connect client
+    missing = [f.name for f in schema.fields if f.name not in have]
     if missing:
         raise ValueError(f"DataFrame lacks columns {missing} required by the table schema")
     return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])

@@ -13,8 +13,16 @@ as ``spark.local.dir`` and as the JVM's ``java.io.tmpdir``. Spark puts there the
 and spill blocks (``blockmgr-*``), pyspark's broadcast files and the native libraries it unpacks. A JVM
 that ends normally deletes its files; one that is killed cannot, so every new session removes the
 folders of processes that are gone (:func:`remove_dead_spark_dirs`).
+
+A warm engine: with ``spark.remote`` set (``sc://host:port``) a run's session is a Spark Connect client of a
+long-lived ``stock-lakehouse engine`` (``stock_lakehouse/engine``), which holds the JVM, the jars, the
+Delta extensions, the S3A settings and the S3 keys Spark uses; the run starts no JVM. Only the
+DataFrame and SQL APIs work over Connect (no ``sparkContext``, no ``_jvm``, no Python ``DeltaTable``), so
+the pipeline uses only those. A client gives up on an engine that does not answer after a few seconds of
+retries (``ENGINE_RETRY``) instead of Spark's default of about ten minutes.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -22,17 +30,20 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pyspark
 from dagster_pyspark.resources import spark_session_from_config
 from pydantic import field_validator
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
-from stock_lakehouse.lakehouse.spark_pins import check_conf
+from stock_lakehouse.lakehouse.spark_pins import check_conf, check_remote
 from stock_lakehouse.runs.recovery import process_alive, process_start_ticks
+from stock_lakehouse.runs.root_cause import engine_cause
 from stock_lakehouse.settings import SparkSettings
 
 DELTA_VERSION = "3.3.2"
@@ -47,6 +58,16 @@ JAR_FILES = (
     "com.amazonaws_aws-java-sdk-bundle-1.12.262.jar",
     "org.wildfly.openssl_wildfly-openssl-1.0.7.Final.jar",
 )
+#: The Spark Connect server, for the engine only; its version must be the installed pyspark's (client and
+#: server of one release), which is why pyproject pins pyspark.
+ENGINE_PACKAGES = (f"org.apache.spark:spark-connect_2.12:{pyspark.__version__}",)
+ENGINE_JAR_FILES = (
+    f"org.apache.spark_spark-connect_2.12-{pyspark.__version__}.jar",
+    "org.spark-project.spark_unused-1.0.0.jar",
+)
+#: How a Connect client retries an engine that does not answer: 5 attempts over about 5 s (Spark's default,
+#: 15 attempts with backoff up to 60 s, leaves a run hanging about ten minutes on a dead engine).
+ENGINE_RETRY = {"max_retries": 5, "initial_backoff": 50, "backoff_multiplier": 4.0, "max_backoff": 2000}
 #: The run-log line a new session writes (``benchmarks/run_costs.py`` reads the seconds from it).
 SESSION_STARTED = "Spark session started in {seconds:.2f}s ({master})"
 #: The driver's log4j2 configuration: nothing on the terminal below fatal (see the file).
@@ -67,9 +88,10 @@ def ivy_dir() -> Path:
     return Path(os.environ.get("STOCK_LAKEHOUSE_IVY_DIR", Path.home() / ".ivy2")).expanduser()
 
 
-def cached_jars() -> list[str] | None:
-    """Local paths of all needed jars, or None when some are not in the Ivy cache yet."""
-    paths = [ivy_dir() / "jars" / name for name in JAR_FILES]
+def cached_jars(engine: bool = False) -> list[str] | None:
+    """Local paths of all needed jars (with the Spark Connect server's for ``engine``), or None when some are
+    not in the Ivy cache yet."""
+    paths = [ivy_dir() / "jars" / name for name in JAR_FILES + (ENGINE_JAR_FILES if engine else ())]
     return [str(p) for p in paths] if all(p.is_file() for p in paths) else None
 
 
@@ -119,6 +141,9 @@ class SparkResource(dg.ConfigurableResource):
         shuffle_partitions: ``spark.sql.shuffle.partitions``; small for local mode, where the default
             200 turns every aggregation into hundreds of tiny tasks.
         driver_memory: ``spark.driver.memory``.
+        remote: ``sc://host:port`` of a running ``stock-lakehouse engine``: sessions are its Spark Connect
+            clients (no JVM in the run; the engine's own settings apply, not this resource's). Unset: a
+            session in this process.
         conf: extra Spark settings. Never put keys here (resource config is shown in the UI): S3 keys
             come from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` in the environment. The keys the
             pipeline pins (``spark_pins.PINNED_CONF``: time zone, JVM options, temp folder, Delta, jars)
@@ -132,6 +157,7 @@ class SparkResource(dg.ConfigurableResource):
     app_name: str = _DEFAULTS.app_name
     shuffle_partitions: int = _DEFAULTS.shuffle_partitions
     driver_memory: str = _DEFAULTS.driver_memory
+    remote: str | None = _DEFAULTS.remote
     conf: dict[str, str] = {}
 
     @field_validator("conf")
@@ -140,9 +166,15 @@ class SparkResource(dg.ConfigurableResource):
         check_conf(value)
         return value
 
-    def spark_conf(self) -> dict[str, Any]:
-        """The full Spark configuration this resource applies (no secrets in it)."""
-        jars = cached_jars()
+    @field_validator("remote")
+    @classmethod
+    def _engine_url(cls, value: str | None) -> str | None:
+        return check_remote(value)
+
+    def spark_conf(self, engine: bool = False) -> dict[str, Any]:
+        """The full Spark configuration this resource applies (no secrets in it); with the Spark Connect
+        server's jar for ``engine``."""
+        jars = cached_jars(engine)
         conf: dict[str, Any] = {
             "spark.master": self.master,
             "spark.app.name": self.app_name,
@@ -187,7 +219,7 @@ class SparkResource(dg.ConfigurableResource):
         elif jars:
             conf["spark.jars"] = ",".join(jars)
         else:
-            conf["spark.jars.packages"] = ",".join(PACKAGES)
+            conf["spark.jars.packages"] = ",".join(PACKAGES + (ENGINE_PACKAGES if engine else ()))
             conf["spark.jars.ivy"] = str(ivy_dir())
         # Every temp file of the driver under this process's folder, removed by the next session once
         # the process is gone (see the module docstring); quoted for the JVM if the path has spaces.
@@ -199,7 +231,14 @@ class SparkResource(dg.ConfigurableResource):
 
     def get_session(self, conf: dict[str, Any] | None = None) -> SparkSession:
         """The process's Spark session, started on first use with ``conf`` (default: ``spark_conf()``; the BI
-        endpoint passes that plus its own settings)."""
+        endpoint and the engine pass that plus their own settings); a client of the engine when ``remote``
+        is set.
+
+        Raises:
+            RuntimeError: the engine at ``remote`` does not answer (named, with the cause).
+        """
+        if self.remote:
+            return connect_session(self.remote)
         global _sessions_started
         with _lock:
             if SparkContext._active_spark_context is not None:
@@ -221,10 +260,46 @@ class SparkResource(dg.ConfigurableResource):
             return session
 
 
+def connect_session(url: str) -> SparkSession:
+    """This process's Spark Connect session with the engine at ``url``, checked to answer.
+
+    Raises:
+        RuntimeError: the engine does not answer, naming it and the cause.
+    """
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    started = time.perf_counter()
+    # The client warns with a multi-line dump of the gRPC error each time it gives up releasing an operation
+    # on a dead engine; the failing call's own error says it (one line, ``root_cause.engine_cause``).
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pyspark\.sql\.connect\.")
+    with _lock:
+        session = SparkSession.builder.remote(url).getOrCreate()
+        # No public way to set the retry policy in 3.5; the client reads this dict at every call.
+        session.client._retry_policy.update(ENGINE_RETRY)
+    try:
+        session.conf.get("spark.app.name")
+    except Exception as exc:
+        # Forgotten, so that the next try connects anew.
+        with contextlib.suppress(Exception):
+            session.stop()
+        ConnectSession._default_session = None
+        cause = engine_cause(str(exc)) or f"the Spark engine at {url} failed: {str(exc).splitlines()[0][:300]}"
+        raise RuntimeError(f"{cause} (is `stock-lakehouse engine` running at {url}?)") from None
+    dg.get_dagster_logger().debug(f"Spark engine {url} answered in {time.perf_counter() - started:.2f}s")
+    return session
+
+
 def cancel_running_jobs() -> bool:
     """Cancel every running Spark job of this process's session, if one was started; whether there was one.
 
-    A terminated run's Python thread can be blocked in a Spark action: cancelling the jobs returns it."""
+    A terminated run's Python thread can be blocked in a Spark action: cancelling the jobs returns it. For a
+    client of the engine, its session's operations are interrupted (other runs' sessions go on)."""
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    remote = ConnectSession._default_session
+    if remote is not None:
+        remote.interruptAll()
+        return True
     context = SparkContext._active_spark_context
     if context is None:
         return False

@@ -14,6 +14,7 @@ refused too, as is a key with surrounding blanks.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 #: Key -> what the pipeline sets it to and why (the reason shown when a config tries to set it).
@@ -89,3 +90,26 @@ def check_conf(conf: Mapping[str, object]) -> Mapping[str, object]:
     if problems:
         raise ValueError("; ".join(problems))
     return conf
+
+
+#: ``sc://host:port``: a host name or IPv4 address, or a bracketed IPv6 one, and a port; nothing after it.
+_ENGINE_URL = re.compile(r"sc://(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\]):\d{1,5}/?")
+
+
+def check_remote(url: str | None) -> str | None:
+    """``url`` (the engine's ``spark.remote``) unchanged when it is ``sc://host:port``; None stays None.
+
+    Connect URLs may carry parameters after the port (``;token=...``, ``;user_id=...``): a token would be a
+    secret in config the UI shows, and our engine takes none, so any text after the port is refused.
+
+    Raises:
+        ValueError: naming the value and the form expected.
+    """
+    if url is None or url == "":
+        return None
+    if not _ENGINE_URL.fullmatch(url) or not 0 < int(url.rstrip("/").rsplit(":", 1)[1]) < 65536:
+        raise ValueError(
+            f"spark.remote {url[:100]!r} is not sc://host:port (the engine's address, e.g. sc://127.0.0.1:15002; "
+            "no parameters)"
+        )
+    return url.rstrip("/")

@@ -36,7 +36,7 @@ def _close_seconds(regular_close: Mapping[date, time]) -> Column:
     pairs = []
     for day, t in sorted(regular_close.items()):
         pairs += [F.lit(day), F.lit(t.hour * 3600 + t.minute * 60 + t.second)]
-    return F.coalesce(F.create_map(*pairs)[F.col("trade_date")], F.lit(DEFAULT_CLOSE_SECONDS))
+    return F.coalesce(F.element_at(F.create_map(*pairs), F.col("trade_date")), F.lit(DEFAULT_CLOSE_SECONDS))
 
 
 def _finite(c: Column) -> Column:
@@ -84,7 +84,7 @@ def _on_grid(ts_utc: Column, interval: Column) -> Column:
     """Whether a bar's start lies on its interval's grid (DESIGN §13): a whole number of the interval's
     minutes since midnight, no seconds, no fraction. Null for an unknown interval (not judged)."""
     pairs = [F.lit(x) for name, minutes in INTERVAL_MINUTES.items() for x in (name, minutes * 60_000_000)]
-    step = F.create_map(*pairs)[interval]
+    step = F.element_at(F.create_map(*pairs), interval)  # not map[column]: Spark Connect 3.5 lacks it
     # Epoch microseconds of the instant: the grid of every interval divides a day, and the zones of bar
     # labels (New York, UTC) are whole hours from UTC, so the UTC instant is on the grid exactly when its
     # wall-clock label is.

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-from pyspark.sql import DataFrame
 
 from stock_lakehouse.ingestion.config import IngestionConfig
+from stock_lakehouse.lakehouse.frames import DataFrame
 from stock_lakehouse.partitions import BarPartition, describe_span, parse_keys
 from stock_lakehouse.quality.gates import QualityGate, Verdict
 from stock_lakehouse.quality.partition_results import (

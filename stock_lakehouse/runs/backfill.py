@@ -1,6 +1,6 @@
 """Backfills through a running Dagster webserver's GraphQL, sent as the UI sends them.
 
-Two ways, both executed by the daemon:
+Three ways, all executed by the daemon:
 
 - ``launch_backfill``: the asset graph's "Materialize" dialog (``launchPartitionBackfill``). With
   ``BackfillPolicy.single_run()`` Dagster splits a symbols x dates selection into one run per value of the
@@ -8,13 +8,16 @@ Two ways, both executed by the daemon:
   each run one process and one Spark session.
 - ``launch_ranged_backfill``: the Launchpad of the ``ranged_backfill`` job (``launchRun`` with its run
   config), one run that executes the selection as the CLI does (``automation/ranged_backfill.py``).
+- ``launch_schedule_tick``: a schedule's tick at a chosen instant, as the UI's "Test schedule" dialog
+  evaluates and launches it (``scheduleDryRun``, then ``launchRun`` per run request): what the daemon's
+  own tick would launch at that instant, without waiting for the market's clock.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 
 import httpx
 import pandas as pd
@@ -66,6 +69,19 @@ query RunStatus($id: ID!) {
 """
 
 RUN_DONE = {"SUCCESS", "FAILURE", "CANCELED"}
+
+SCHEDULE_DRY_RUN = """
+mutation DryRun($selector: ScheduleSelector!, $timestamp: Float) {
+  scheduleDryRun(selectorData: $selector, timestamp: $timestamp) {
+    __typename
+    ... on DryRunInstigationTick {
+      evaluationResult { runRequests { runKey tags { key value } runConfigYaml } skipReason error { message } }
+    }
+    ... on PythonError { message }
+    ... on ScheduleNotFoundError { message }
+  }
+}
+"""
 
 
 class BackfillError(RuntimeError):
@@ -190,3 +206,37 @@ def launch_partition_run(graphql_url: str, symbol: str, day: date, location: str
 def wait_run(graphql_url: str, run_id: str, timeout: float = 1800.0, poll: float = 2.0) -> str:
     """Poll until the run ends; returns its status (SUCCESS, FAILURE, CANCELED)."""
     return _poll(graphql_url, RUN_STATUS, f"run {run_id}", {"id": run_id}, "Run", RUN_DONE, timeout, poll)["status"]
+
+
+def launch_schedule_tick(
+    graphql_url: str, schedule: str, when: datetime, job: str, location: str = "stock_lakehouse"
+) -> list[str]:
+    """Evaluate ``schedule`` as of ``when`` and launch each run it requests, as "Test schedule" then "Launch
+    all" do in the UI; returns the run ids.
+
+    Raises:
+        BackfillError: the evaluation failed, skipped (with its reason), or a run was refused.
+    """
+    import yaml
+
+    repository = {"repositoryLocationName": location, "repositoryName": "__repository__"}
+    variables = {"selector": {**repository, "scheduleName": schedule}, "timestamp": when.timestamp()}
+    tick = _post(graphql_url, SCHEDULE_DRY_RUN, variables)["scheduleDryRun"]
+    if tick["__typename"] != "DryRunInstigationTick":
+        raise BackfillError(f"schedule {schedule}: {tick.get('message', tick)}")
+    result = tick["evaluationResult"] or {}
+    if result.get("error"):
+        raise BackfillError(f"schedule {schedule} failed at {when}: {result['error']['message']}")
+    if not result.get("runRequests"):
+        raise BackfillError(f"schedule {schedule} requested nothing at {when}: {result.get('skipReason')}")
+    return [
+        _launch_run(
+            graphql_url,
+            {
+                "selector": {**repository, "pipelineName": job},
+                "runConfigData": yaml.safe_load(request["runConfigYaml"] or "{}") or {},
+                "executionMetadata": {"tags": request["tags"]},
+            },
+        )
+        for request in result["runRequests"]
+    ]

@@ -17,6 +17,10 @@ _JAVA_LINE = re.compile(
     r"^(?P<caused>Caused by: |: )?(?P<cls>(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error|Throwable|Failure)[\w$]*)"
     r"(?::\s*(?P<msg>.*))?$"
 )
+#: A gRPC status in a Spark Connect error (the engine's client): the code, its detail, and the engine's address.
+_GRPC_STATUS = re.compile(r"StatusCode\.(?P<code>[A-Z_]+)")
+_GRPC_DETAILS = re.compile(r'details = "(?P<details>[^"]*)"')
+_GRPC_PEER = re.compile(r"ipv[46]:(?P<peer>\[?[\w.:-]+?\]?:\d+)")
 #: Exception classes whose name says nothing the message does not (ours, and the generic built-ins).
 _PLAIN = ("RuntimeError", "ValueError", "Exception", "OSError", "FileNotFoundError", "PermissionError")
 #: Environment variables whose values must never be printed or logged.
@@ -43,6 +47,20 @@ def java_root_cause(text: str) -> str | None:
     return _clip(cause) if cause else None
 
 
+def engine_cause(text: str) -> str | None:
+    """The one line for a Spark Connect failure (a run's client of the engine) in ``text``: the engine's
+    address, the gRPC status and its detail, instead of the client's multi-line object dump. None when
+    ``text`` holds no gRPC status."""
+    status = _GRPC_STATUS.search(text)
+    if not status:
+        return None
+    details = _GRPC_DETAILS.search(text)
+    peer = _GRPC_PEER.search(text)
+    where = f" at {peer['peer']}" if peer else ""
+    detail = details["details"] if details else ""
+    return _clip(f"the Spark engine{where} failed: {status['code']}{': ' + detail if detail else ''}")
+
+
 def exception_root_cause(exc: BaseException) -> str:
     """The cause of a Python exception chain: the Java root cause of a Spark/py4j error anywhere in
     it, else the innermost exception as ``Class: first line``."""
@@ -55,6 +73,9 @@ def exception_root_cause(exc: BaseException) -> str:
         java = java_root_cause(_exception_text(item))
         if java:
             return java
+        engine = engine_cause(_exception_text(item))
+        if engine:
+            return engine
     inner = chain[-1]
     first = next((ln.strip() for ln in _exception_text(inner).splitlines() if ln.strip()), "")
     name = type(inner).__name__
@@ -76,6 +97,9 @@ def error_info_root_cause(error) -> str:
     own = [e for e in chain if not (e.message or "").startswith("dagster.")] or chain[-1:]
     chosen = own[0]
     java = next((j for e in reversed(chain[chain.index(chosen) :]) if (j := java_root_cause(e.message or ""))), None)
+    engine = next((c for e in chain if (c := engine_cause(e.message or ""))), None)
+    if engine:
+        return engine
     text = _first_line(chosen.message or chosen.cls_name or "", chosen.cls_name)
     if (chosen.message or "").startswith("py4j.") or not text:
         return java or text or chosen.cls_name
