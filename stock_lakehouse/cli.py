@@ -631,11 +631,12 @@ def dev(engine_port, no_engine, no_warm_up, dagster_args) -> None:
     """The Dagster UI, daemon and code server (`dagster dev`) with the warm engine beside them: every run,
     schedule tick and backfill run is a client of one Spark. The engine's output goes to
     $DAGSTER_HOME/engine.log; both stop together. Extra arguments go to `dagster dev`."""
+    import contextlib
     import os
     import subprocess
 
     from stock_lakehouse.engine.server import READY_PREFIX
-    from stock_lakehouse.local_processes import REPO, bin_path, logged_process, wait_line
+    from stock_lakehouse.local_processes import REPO, bin_path, command_server
     from stock_lakehouse.runs.instance_home import ensure_dagster_home
 
     _settings()  # a wrong setting is reported here, in one line, before anything starts
@@ -648,14 +649,23 @@ def dev(engine_port, no_engine, no_warm_up, dagster_args) -> None:
     dagster = [bin_path("dagster"), "dev", "-w", str(REPO / "workspace.yaml"), *dagster_args]
     if no_engine:
         raise SystemExit(subprocess.call(dagster, env=env))
-    cmd = [bin_path("stock-lakehouse"), *(["--config", env["STOCK_LAKEHOUSE_CONFIG"]] if config else [])]
     log_path = home / "engine.log"
-    engine_cmd = [*cmd, "engine", "--port", str(engine_port), *(["--no-warm-up"] if no_warm_up else [])]
-    with logged_process(engine_cmd, log_path, env) as proc:
+    with contextlib.ExitStack() as stack:
         try:
-            click.echo(wait_line(log_path, READY_PREFIX, timeout=300, proc=proc))
+            _, ready, _ = stack.enter_context(
+                command_server(
+                    "engine",
+                    READY_PREFIX,
+                    log_path,
+                    env,
+                    ["--no-warm-up"] if no_warm_up else [],
+                    Path(env["STOCK_LAKEHOUSE_CONFIG"]) if config else None,
+                    port=engine_port,
+                )
+            )
         except (RuntimeError, TimeoutError) as exc:
             raise click.ClickException(f"the Spark engine did not start (log: {log_path}): {exc}") from None
+        click.echo(ready)
         env["STOCK_LAKEHOUSE_SPARK_REMOTE"] = f"sc://127.0.0.1:{engine_port}"
         try:
             code = subprocess.call(dagster, env=env)

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -96,31 +96,44 @@ def dagster_dev_process(
 
 
 @contextlib.contextmanager
+def command_server(
+    command: str,
+    ready_prefix: str,
+    log_path: Path,
+    env: dict[str, str],
+    options: Sequence[str] = (),
+    config: Path | None = None,
+    port: int | None = None,
+    timeout: float = 300.0,
+) -> Iterator[tuple[int, str, subprocess.Popen]]:
+    """``stock-lakehouse [--config FILE] COMMAND --port PORT OPTIONS`` (a server: ``bi-server``, ``engine``)
+    on ``port`` (default: a free one) with ``env``; yields the port, its ready line (the first line starting
+    with ``ready_prefix``) once clients can connect, and the process (stopped with its group after)."""
+    port = port or free_port()
+    cmd = [bin_path("stock-lakehouse"), *(["--config", str(config)] if config else []), command, "--port", str(port)]
+    with logged_process([*cmd, *options], log_path, env) as proc:
+        yield port, wait_line(log_path, ready_prefix, timeout=timeout, proc=proc), proc
+
+
+@contextlib.contextmanager
 def bi_server_process(
     log_path: Path, env: dict[str, str], options: list[str], config: Path | None = None, timeout: float = 300.0
 ) -> Iterator[tuple[int, str]]:
-    """``stock-lakehouse [--config FILE] bi-server --port PORT OPTIONS`` on a free port with ``env``; yields
-    the port and the server's ready line once clients can connect."""
+    """``stock-lakehouse bi-server`` (:func:`command_server`); yields the port and the server's ready line."""
     from stock_lakehouse.bi_server.server import READY_PREFIX
 
-    port = free_port()
-    cmd = [bin_path("stock-lakehouse"), *(["--config", str(config)] if config else []), "bi-server"]
-    with logged_process([*cmd, "--port", str(port), *options], log_path, env) as proc:
-        yield port, wait_line(log_path, READY_PREFIX, timeout=timeout, proc=proc)
+    with command_server("bi-server", READY_PREFIX, log_path, env, options, config, timeout=timeout) as (port, line, _):
+        yield port, line
 
 
 @contextlib.contextmanager
 def engine_process(
-    log_path: Path, env: dict[str, str], options: list[str] = (), config: Path | None = None, timeout: float = 300.0
+    log_path: Path, env: dict[str, str], options: Sequence[str] = (), config: Path | None = None
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``stock-lakehouse [--config FILE] engine --port PORT OPTIONS`` on a free port with ``env``; yields its
-    ``sc://`` URL once clients can connect, and the process (stopped with its group after)."""
+    """``stock-lakehouse engine`` (:func:`command_server`); yields its ``sc://`` URL and the process."""
     from stock_lakehouse.engine.server import READY_PREFIX
 
-    port = free_port()
-    cmd = [bin_path("stock-lakehouse"), *(["--config", str(config)] if config else []), "engine", "--port", str(port)]
-    with logged_process([*cmd, *options], log_path, env) as proc:
-        wait_line(log_path, READY_PREFIX, timeout=timeout, proc=proc)
+    with command_server("engine", READY_PREFIX, log_path, env, options, config) as (port, _, proc):
         yield f"sc://127.0.0.1:{port}", proc
 
 

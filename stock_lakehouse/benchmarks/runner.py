@@ -71,7 +71,6 @@ def _jvm_peak_mb() -> float | None:
     gateway = getattr(SparkContext, "_gateway", None)
     proc = getattr(gateway, "proc", None)
     return None if proc is None else _peak_rss_mb(proc.pid)
-    return None
 
 
 def _subset_folder(src: Path, dst: Path, n: int) -> Path:
@@ -264,7 +263,6 @@ def _daemon_scenario(
         wall = time.perf_counter() - t0
         if engine:
             engine_rss = sum(_peak_rss_mb(pid) or 0 for pid in [engine_proc.pid, *descendants(engine_proc.pid)])
-        instance = dg.DagsterInstance.from_config(str(home))
         run_ids = [r.run_id for r in instance.get_runs()]  # this instance holds only this scenario's runs
         return {
             "wall_s": round(wall, 2),
