@@ -134,3 +134,13 @@ def test_the_engine_is_on_the_compose_network_only_and_the_code_location_uses_it
     assert services["code"]["depends_on"]["engine"] == {"condition": "service_healthy"}
     order = (DOCKER / "images" / "podman-up.sh").read_text()
     assert order.index("wait_healthy engine") < order.index("up code")
+
+
+def test_postgres_is_healthy_only_when_it_answers_over_tcp():
+    """The postgres image initialises a new data folder with a temporary server on its Unix socket only; a
+    socket pg_isready passes then, and init's TCP connection was refused (CI failed that way). Every client
+    of the store connects over TCP, so the healthcheck must too."""
+    postgres = compose()["services"]["postgres"]
+    test = " ".join(postgres["healthcheck"]["test"])
+    assert "pg_isready" in test and re.search(r"-h\s+127\.0\.0\.1\b", test), test
+    assert f"-p {compose()['x-lakehouse-env']['DAGSTER_POSTGRES_PORT']}" in test

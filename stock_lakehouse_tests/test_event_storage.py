@@ -211,6 +211,9 @@ def test_the_project_dagster_yaml_selects_this_storage(tmp_path, monkeypatch):
         assert type(instance.event_log_storage) is SqliteEventLogStorage
         assert instance.event_log_storage._base_dir == str(home.resolve() / "history" / "runs")
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 1  # the rest is the project's
+        # A clicked run waits for the daemon's next look at the queue: every second, and still two at a time.
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 2
 
 
 def test_a_home_configured_before_the_move_to_runs_still_loads(tmp_path):
