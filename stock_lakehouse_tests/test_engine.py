@@ -62,6 +62,22 @@ def assert_same_tables(lake: Path, reference: Path) -> None:
             raise AssertionError("\n".join(str(exc).splitlines()[:3])[:1000]) from None
 
 
+def check_outcomes(home: Path) -> dict[tuple[str, str | None], tuple[bool, object, object]]:
+    """Every check evaluation the instance at ``home`` holds: (check, partition) -> (passed, Soda's value,
+    outcome). On the engine Soda's queries take another path (``soda_runner._LazySql``): same answers."""
+    import dagster as dg
+
+    out = {}
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for run in instance.get_runs():
+            events = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+            for record in events.records:
+                ev = record.event_log_entry.dagster_event.event_specific_data
+                meta = {k: getattr(v, "value", v) for k, v in ev.metadata.items()}
+                out[(ev.check_name, ev.partition)] = (ev.passed, meta.get("soda_value"), meta.get("outcome"))
+    return out
+
+
 @pytest.fixture(scope="module")
 def replay(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("replay")
@@ -102,6 +118,10 @@ def test_a_run_on_the_engine_starts_no_spark_and_writes_what_its_own_spark_write
     assert done.returncode == 0, done.stderr[-3000:]
     assert "runs: 1   spark sessions: 0" in done.stdout, done.stdout
     assert_same_tables(tmp_path / "lake", reference_lake)
+    ours, theirs = check_outcomes(tmp_path / "home"), check_outcomes(reference_lake.parent / "home")
+    assert ours == theirs
+    assert sum(value is not None for _, value, _ in ours.values()) > 50, "Soda measured (almost) nothing"
+    assert not [key for key, (_, _, outcome) in ours.items() if outcome == "not evaluated"]
 
 
 def test_the_engine_killed_mid_run_fails_it_in_one_line_and_a_rerun_on_a_new_engine_repairs(

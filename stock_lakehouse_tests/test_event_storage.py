@@ -178,20 +178,34 @@ def test_same_records_as_dagsters_storage_with_compact_check_plans(backend, requ
 
 
 def test_a_ranged_step_is_written_in_batches(homes, monkeypatch):
-    """The materializations of a step reach the storage as one batch (not one write per partition)."""
+    """The materializations of a step reach the storage as one batch (not one write per partition), and the
+    check's 60 results per partition are written together, once the check's output follows them."""
     calls: list[int] = []
+    flushed: list[int] = []
     original = SqliteEventLogStorage.store_event_batch
+    original_flush = SqliteEventLogStorage.flush_check_results
 
     def counting(self, events):
         calls.append(len(events))
         return original(self, events)
 
+    def counting_flush(self):
+        if self._held:
+            flushed.append(len(self._held))
+        return original_flush(self)
+
     monkeypatch.setattr(SqliteEventLogStorage, "store_event_batch", counting)
+    monkeypatch.setattr(SqliteEventLogStorage, "flush_check_results", counting_flush)
     monkeypatch.setenv("DAGSTER_HOME", str(homes["ours"]))
     with dg.DagsterInstance.from_config(str(homes["ours"])) as instance:
         assert _ranged(instance, "2024-03-01|S00", "2024-03-05|S11").success
+        results = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("bars"), "bars_ok"), limit=100
+        )
     # the 60 planned materializations with the check's plan, then the step's 60 materializations
     assert calls == [61, 60]
+    assert flushed == [60]
+    assert sorted(r.status.value for r in results).count("SUCCEEDED") == 55  # S03's five days failed
 
 
 def test_the_project_dagster_yaml_selects_this_storage(tmp_path, monkeypatch):

@@ -24,7 +24,7 @@ from stock_lakehouse.runs.backfill import (
     wait_backfill,
     wait_run,
 )
-from stock_lakehouse.runs.event_storage import instance_yaml
+from stock_lakehouse.runs.instance_home import write_instance_config
 from stock_lakehouse.runs.materialize import run_materialize
 from stock_lakehouse.wiring import LAKEHOUSE_JOB
 from stock_lakehouse_tests.services import (
@@ -61,7 +61,7 @@ def deployment(tmp_path_factory):
     root = tmp_path_factory.mktemp("ops")
     home, lake = root / "home", root / "lake"
     home.mkdir()
-    (home / "dagster.yaml").write_text(instance_yaml(home, "concurrency:\n  runs:\n    max_concurrent_runs: 2\n"))
+    write_instance_config(home)  # the instance `make dev` makes: two runs at a time, one writer per table
     sync_symbols(dg.DagsterInstance.from_config(str(home)), SYMBOLS)
     env = {
         "STOCK_LAKEHOUSE_CONFIG": str(REPO / "config" / "stock_lakehouse.yaml"),
