@@ -28,11 +28,9 @@ def register(session: SparkSession, lake: Lake) -> list[str]:
         name = sql_name(table)
         if session.catalog.tableExists(name):
             continue
-        # Asked of delta-rs, not Spark: Delta's DeltaTable.isDeltaTable keeps a DeltaLog per path in a cache,
-        # and one looked up while the table was being created stays "no table" (seen on MinIO in compose).
-        try:
-            lake.dataset(table)
-        except FileNotFoundError:
+        # Lake.has_table asks delta-rs, not Spark (its DeltaLog cache kept a table being created "no table" on
+        # MinIO in compose), and reads the log only, not the table's file list.
+        if not lake.has_table(table):
             continue
         session.catalog.createTable(name, path=lake.table_uri(table), source="delta")  # external: the lake's
         added.append(name)

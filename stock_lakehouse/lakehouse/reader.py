@@ -6,7 +6,9 @@ lake's URI and store explicitly for tests and tools that have no Dagster resourc
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import operator
 import re
 from collections.abc import Sequence
@@ -21,6 +23,12 @@ from deltalake.exceptions import TableNotFoundError
 
 from stock_lakehouse.lakehouse.object_store import S3Location, is_s3
 from stock_lakehouse.lakehouse.tables import VIEW_FALSE_COLUMN, table_folder
+
+# A pyarrow dataset scan leaves C++ state behind Python objects that can sit in reference cycles; collected
+# only at the interpreter's teardown, after Arrow's thread pools are gone, they abort the process with
+# "terminate called without an active exception" (apache/arrow#34314): `stock-lakehouse show` printed its
+# rows and exited -6 once in CI. A collection at exit, while Arrow still works, releases them first.
+atexit.register(gc.collect)
 
 
 def table_path(lake_uri: str, table: str | dg.AssetKey) -> str:
