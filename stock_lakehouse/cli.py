@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from stock_lakehouse.engine.server import DEFAULT_PORT as ENGINE_PORT
 from stock_lakehouse.lakehouse.tables import TABLES, VIEWS, sql_name
 from stock_lakehouse.runs.instance_home import open_instance
 from stock_lakehouse.runs.materialize import LAYERS, MaterializeError, Summary, run_materialize
@@ -589,7 +590,9 @@ def bi_server(host, port, refresh_seconds, lake_root) -> None:
 
 
 @main.command()
-@click.option("--port", type=click.IntRange(1, 65535), default=15002, show_default=True, help="Spark Connect port.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=ENGINE_PORT, show_default=True, help="Spark Connect port."
+)
 @click.option(
     "--any-client",
     is_flag=True,
@@ -623,7 +626,7 @@ def engine(port, any_client, warm_up, lake_root) -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.option("--engine-port", type=click.IntRange(1, 65535), default=15002, show_default=True)
+@click.option("--engine-port", type=click.IntRange(1, 65535), default=ENGINE_PORT, show_default=True)
 @click.option("--no-engine", is_flag=True, help="Each run starts its own Spark, as without a server.")
 @click.option("--no-warm-up", is_flag=True, help="Start the engine without its warm-up run (faster, colder).")
 @click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
@@ -658,8 +661,7 @@ def dev(engine_port, no_engine, no_warm_up, dagster_args) -> None:
                     READY_PREFIX,
                     log_path,
                     env,
-                    ["--no-warm-up"] if no_warm_up else [],
-                    Path(env["STOCK_LAKEHOUSE_CONFIG"]) if config else None,
+                    ["--no-warm-up"] if no_warm_up else [],  # the settings file reaches it through env
                     port=engine_port,
                 )
             )

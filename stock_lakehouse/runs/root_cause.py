@@ -96,10 +96,10 @@ def error_info_root_cause(error) -> str:
         error = error.cause or error.context
     own = [e for e in chain if not (e.message or "").startswith("dagster.")] or chain[-1:]
     chosen = own[0]
-    java = next((j for e in reversed(chain[chain.index(chosen) :]) if (j := java_root_cause(e.message or ""))), None)
     engine = next((c for e in chain if (c := engine_cause(e.message or ""))), None)
     if engine:
         return engine
+    java = next((j for e in reversed(chain[chain.index(chosen) :]) if (j := java_root_cause(e.message or ""))), None)
     text = _first_line(chosen.message or chosen.cls_name or "", chosen.cls_name)
     if (chosen.message or "").startswith("py4j.") or not text:
         return java or text or chosen.cls_name
