@@ -3,7 +3,8 @@
 The symbol dimension is dynamic (``stock_symbols``) so the UI can add a symbol; ``sync_symbols`` keeps it
 in step with the configured list. Dates are weekdays in America/New_York; exchange holidays stay
 partitions and materialize to zero rows with ``market_closed`` metadata, so a backfill over a range never
-has holes. Multi-partition keys order dimensions by name, so a key string reads ``2024-03-13|NVDA``.
+has holes; a trading day with no rows (the source had none) is not recorded as materialized (``EMPTY``).
+Multi-partition keys order dimensions by name, so a key string reads ``2024-03-13|NVDA``.
 """
 
 from __future__ import annotations
@@ -156,10 +157,26 @@ def partition_predicate(parts: Sequence[BarPartition], *, history: bool = False)
 FOLLOW_ON = "follow_on"
 
 
+#: ``partition_status`` of an observation a run records for a trading-day partition that has no rows in the
+#: table after its write (the source had none): such a partition is not recorded as materialized
+#: (``runs/event_storage.py`` drops the step's materialization of it). Holidays keep theirs: closed markets
+#: are complete with no rows.
+EMPTY = "empty"
+
+
+def _status(metadata: Mapping[str, Any]) -> Any:
+    value = metadata.get("partition_status")
+    return getattr(value, "value", value)
+
+
 def is_follow_on(metadata: Mapping[str, Any]) -> bool:
     """Whether a materialization's metadata (values or ``MetadataValue``s) marks a follow-on partition."""
-    value = metadata.get("partition_status")
-    return getattr(value, "value", value) == FOLLOW_ON
+    return _status(metadata) == FOLLOW_ON
+
+
+def is_empty(metadata: Mapping[str, Any]) -> bool:
+    """Whether an observation's metadata (values or ``MetadataValue``s) marks an empty trading-day partition."""
+    return _status(metadata) == EMPTY
 
 
 def partitions_after(

@@ -88,7 +88,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "spark": spark,
         "lake": lake,
         "run_worker": run_worker,
-        "io_manager": DeltaIOManager(lake=lake, spark=spark, worker=run_worker),
+        "io_manager": DeltaIOManager(lake=lake, spark=spark, worker=run_worker, ingestion=ingestion),
         "bar_source": build_source(settings, landing, ingestion),
         "landing": landing,
         "ingestion": ingestion,

@@ -197,6 +197,34 @@ def click_text(driver, text: str, last: bool = False) -> None:
     raise AssertionError(f"nothing clickable labelled {text!r} on {driver.current_url}")
 
 
+def tick_log_showing(driver, page: str, text: str, timeout: float = 180.0, newest: int = 6) -> str:
+    """The text of a tick's log that shows ``text``, on a sensor's ``page``: each of the ``newest`` ticks'
+    "View logs" in turn (newest first), the page reloaded until the daemon has ticked."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+
+    buttons = "//*[normalize-space(text())='View logs']"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for i in range(newest):
+            driver.get(page)
+            time.sleep(3)
+            dismiss_community_dialog(driver)
+            found = driver.find_elements(By.XPATH, buttons)
+            if i >= len(found):
+                break
+            try:
+                found[i].click()
+            except WebDriverException:
+                continue
+            try:
+                return wait_for_text(driver, [text], timeout=8)
+            except AssertionError:
+                continue
+        time.sleep(5)
+    raise AssertionError(f"no tick log among the newest {newest} on {page} showed {text!r}")
+
+
 def lines_after(body: str, label: str, lines: int = 1) -> list[str]:
     """The ``lines`` lines shown right after ``label`` (how the UI lays out a name and its status)."""
     rows = body.splitlines()

@@ -1,13 +1,14 @@
 """The project's event log storage against Dagster's own, on the same ranged runs: the same records
 (materializations, partition status, check results, failed partitions), written in batches, with check
-plans that no longer repeat the run's partition list in every row. No Spark: a small asset job."""
+plans that no longer repeat the run's partition list in every row, and no materialization of a partition
+its run reported empty. No Spark: a small asset job."""
 
 import dagster as dg
 import pytest
 import yaml
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 
-from stock_lakehouse.partitions import RANGE_END_TAG, RANGE_START_TAG
+from stock_lakehouse.partitions import EMPTY, RANGE_END_TAG, RANGE_START_TAG
 from stock_lakehouse.runs.event_storage import (
     EVENT_BATCH_SIZE,
     PostgresEventLogStorage,
@@ -248,3 +249,52 @@ def test_an_instance_opened_from_another_home_reads_its_own_events(homes, tmp_pa
     with dg.DagsterInstance.from_config(str(homes["ours"])) as instance:
         assert len(instance.fetch_materializations(dg.AssetKey("bars"), limit=10).records) == 2
         assert any(e.dagster_event and e.dagster_event.is_step_success for e in instance.all_logs(run_id))
+
+
+@dg.asset(partitions_def=PARTS, name="bars")
+def _bars_written() -> int:
+    return 1  # a value, so the IO manager handles it (an asset returning None skips it)
+
+
+class _EmptyS03IO(_NoneIO):
+    """Reports S03's partitions empty, as the Delta IO manager does for trading days left with no rows."""
+
+    def handle_output(self, context, obj):
+        for key in context.asset_partition_keys:
+            if key.endswith("S03"):
+                context.log_event(
+                    dg.AssetObservation(
+                        asset_key=context.asset_key, partition=key, metadata={"partition_status": EMPTY}
+                    )
+                )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_partition_reported_empty_is_not_recorded_as_materialized(backend, request, monkeypatch):
+    """Issue 25: Dagster records every partition of a ranged step; ours leaves out the ones the same run
+    reported empty (they show missing, not failed), and only in that run: a later run with rows records them."""
+    homes = request.getfixturevalue("homes" if backend == "sqlite" else "pg_homes")
+    key = dg.AssetKey("bars")
+    s03 = {f"2024-03-0{d}|S03" for d in range(1, 6)}
+    for name, home in homes.items():
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            run = dg.materialize(
+                [_bars_written],
+                instance=instance,
+                tags={RANGE_START_TAG: "2024-03-01|S00", RANGE_END_TAG: "2024-03-05|S11"},
+                resources={"io_manager": _EmptyS03IO()},
+            )
+            assert run.success
+            materialized = set(instance.get_materialized_partitions(key))
+            observed = instance.fetch_observations(dg.AssetRecordsFilter(asset_key=key), limit=100).records
+            assert {r.partition_key for r in observed} == s03, name
+            if name == "dagster":  # Dagster's own storage records them all (what the project's replaces)
+                assert len(materialized) == 60
+                continue
+            assert len(materialized) == 55 and not materialized & s03
+            status = instance.get_status_by_partition(key, sorted(s03), PARTS)
+            assert not any(status.values()), status  # missing: neither failed nor in progress
+            # The next run has rows for them: recorded as any other.
+            assert _ranged(instance, "2024-03-01|S03", "2024-03-05|S03").success
+            assert s03 <= set(instance.get_materialized_partitions(key))

@@ -26,6 +26,7 @@ from stock_lakehouse.ingestion.landing import LandingZone
 from stock_lakehouse.ingestion.parser import parse_payload
 from stock_lakehouse.ingestion.synthetic import intraday_payload
 from stock_lakehouse.lakehouse.reader import read_table
+from stock_lakehouse.lakehouse.tables import TABLES as TABLE_KEYS
 from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, BarPartition, parse_keys, partition_predicate
 from stock_lakehouse.runs.event_storage import instance_yaml
 from stock_lakehouse.runs.materialize import run_materialize
@@ -307,6 +308,34 @@ def test_a_source_missing_some_days_keeps_their_rows_unless_told(nvda_lake, tmp_
     # The day after the emptied one follows: its previous close is now 03-04's (the last day with data).
     gold, bi = (read_table(str(lake), t).set_index("trade_date") for t in ("gold", "bi"))
     assert bi.loc[date(2024, 3, 6), "prev_close"] == gold.loc[date(2024, 3, 4), "close"]
+
+
+@pytest.mark.spark
+def test_a_trading_day_without_rows_is_reported_empty_not_materialized(nvda_lake, tmp_path):
+    """Issue 25: NVDA over 03-12..03-13, the sample ending on 03-12. 03-13 is a trading day with no rows in
+    any table: each records an observation saying so and no materialization, so the UI shows it missing;
+    03-12 is materialized as usual. The summary counts only what was materialized."""
+    lake, _ = nvda_lake
+    replay = tmp_path / "sample"
+    replay.mkdir()
+    (replay / "nvda.json").write_bytes(NVDA_SAMPLE.read_bytes())
+    ok, summary, error = materialize(
+        lake, ["NVDA"], "2024-03-12", "2024-03-13", source="replay", replay_dir=str(replay)
+    )
+    assert ok, error
+    assert summary.partitions == {layer: 1 for layer in TABLE_KEYS}, summary.partitions
+    with dg.DagsterInstance.get() as instance:
+        (run,) = summary.runs
+        for layer, path in TABLE_KEYS.items():
+            key = dg.AssetKey(list(path))
+            materialized = {str(k) for k in instance.get_materialized_partitions(key)}
+            (seen,) = instance.fetch_observations(
+                dg.AssetRecordsFilter(asset_key=key, asset_partitions=["2024-03-13|NVDA"]), limit=5
+            ).records
+            assert seen.run_id == run and seen.asset_observation.metadata["partition_status"].value == "empty", layer
+            assert "the source had none" in seen.asset_observation.description, layer
+            # The test's instance holds this run only: exactly the day with rows.
+            assert materialized == {"2024-03-12|NVDA"}, (layer, materialized)
 
 
 # --- values --------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from stock_lakehouse_tests.services import (
     dismiss_community_dialog,
     graphql,
     lines_after,
+    tick_log_showing,
     wait_for_text,
 )
 from stock_lakehouse_tests.test_quality_gates import day_payload, three_broken_bars
@@ -148,7 +149,8 @@ def test_ui_shows_the_asset_graph_and_silver_partitions(deployment, screenshot_d
 def test_ui_check_pages_agree_per_partition(deployment, spark, tmp_path, monkeypatch, clean_env, screenshot_dir):
     """A CLI run over XYZ x 03-04..06 with 03-04 broken, into the deployment's instance: every check page
     of the UI tells the same story per partition (issues 15 and 25), for warning rules as for blocking ones;
-    the withheld partition shows a failed check on gold, BI and signals; the run has the UI's job name."""
+    the withheld partition shows a failed check on gold, BI and signals and is not materialized in gold; the
+    check failure alert names only the broken day; the run has the UI's job name."""
     url, home, lake = deployment
     rec = tmp_path / "rec"
     rec.mkdir()
@@ -221,6 +223,16 @@ def test_ui_check_pages_agree_per_partition(deployment, spark, tmp_path, monkeyp
             time.sleep(3)
             body = wait_for_text(driver, [check])
             assert lines_after(body, check) == ["Failed"], (check, body)
+        # The withheld day has no rows in gold: recorded as missing there, not materialized (issue 25).
+        driver.get(f"{url}/assets/gold/daily_kpis?view=partitions")
+        time.sleep(3)
+        wait_for_text(driver, ["Materialized (8)"])
+        # The check failure alert names the broken day only, in its sensor tick's log.
+        alert = "check silver_invalid_bars on silver/stock_clean failed"
+        sensor = f"{url}/locations/__repository__@stock_lakehouse/sensors/check_failure_alerts"
+        (line,) = [row for row in tick_log_showing(driver, sensor, alert).splitlines() if alert in row]
+        assert "2024-03-04|XYZ" in line and "2024-03-05" not in line and "2024-03-06" not in line, line
+        driver.save_screenshot(str(screenshot_dir / "ui-check-failure-alert.png"))
         # Selecting a partition of silver shows that partition's own row count beside the run's total.
         driver.get(f"{url}/assets/silver/stock_clean?view=partitions")
         time.sleep(3)

@@ -141,6 +141,11 @@ def test_holiday_partition_materializes_zero_rows_with_market_closed(spark, lake
     assert summary.rows == {"bronze": 0, "silver": 0, "gold": 0, "bi": 0, "signals": 0}
     assert summary.metadata["bronze"]["market_closed"] is True
     assert summary.metadata["bronze"]["market_closed_dates"] == ["2024-11-28"]
+    # A closed market's day is complete with no rows: recorded as materialized (an open day without rows is
+    # not, test_faults_input), so a backfill over a range has no holes.
+    assert summary.partitions == {"bronze": 1, "silver": 1, "gold": 1, "bi": 1, "signals": 1}
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_materialized_partitions(dg.AssetKey(["gold", "daily_kpis"])) == {"2024-11-28|HOL"}
     # Around it: the early close gives a short regular session, and BI's previous close skips the holiday.
     materialize(lake, ["HOL"], "2024-11-26", "2024-11-29", source="synthetic")
     gold = read_table(str(lake), "gold")

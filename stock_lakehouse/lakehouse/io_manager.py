@@ -13,7 +13,7 @@ materializations). An input with metadata ``{"history": True}`` loads every row 
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, date, datetime
 from typing import Any
 
 import dagster as dg
@@ -22,11 +22,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.lakehouse.lake import Lake
 from stock_lakehouse.lakehouse.schemas import PARTITION_COLUMNS
 from stock_lakehouse.lakehouse.spark import SparkResource
 from stock_lakehouse.lakehouse.tables import short_name
-from stock_lakehouse.partitions import FOLLOW_ON, BarPartition, describe_span, parse_keys, partition_predicate
+from stock_lakehouse.partitions import EMPTY, FOLLOW_ON, BarPartition, describe_span, parse_keys, partition_predicate
 from stock_lakehouse.quality.partition_results import MAX_PARTITION_RESULTS
 from stock_lakehouse.runs.recovery import RunWorker
 from stock_lakehouse.runs.root_cause import exception_root_cause
@@ -88,11 +89,14 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         spark: the session resource.
         worker: records the run's worker process when the run starts (every asset step writes through
             this IO manager, so every run of the asset job records its worker; see ``recovery.py``).
+        ingestion: which days each symbol trades: a trading day left with no rows is reported empty, not
+            materialized (``partitions.EMPTY``); a closed market's day is complete with none.
     """
 
     lake: dg.ResourceDependency[Lake]
     spark: dg.ResourceDependency[SparkResource]
     worker: dg.ResourceDependency[RunWorker]
+    ingestion: dg.ResourceDependency[IngestionConfig]
 
     def _session(self) -> SparkSession:
         return self.lake.configure_spark(self.spark.get_session())
@@ -178,7 +182,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             context.add_output_metadata(
                 {"table_uri": dg.MetadataValue.path(uri), "run_row_count": 0, "run_partitions_written": 0, **kept_meta}
             )
-            self._per_partition_metadata(context, run_parts, kept, write.skip)
+            self._report_partitions(context, run_parts, kept, write.skip)
             context.log.info(f"{context.asset_key.to_user_string()}: nothing written{_untouched(kept, write.skip)}")
             return
         in_run = set(run_parts)
@@ -221,7 +225,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
                 "partition_predicate": predicate if len(predicate) <= 300 else predicate[:300] + "...",
             }
         )
-        self._per_partition_metadata(context, run_parts, kept, write.skip)
+        self._report_partitions(context, run_parts, kept, write.skip)
         # One INFO line per table: what a user filtering the run log at INFO needs (Dagster's own events are DEBUG).
         context.log.info(
             f"{context.asset_key.to_user_string()}: wrote {describe_span(parts)}, "
@@ -250,24 +254,67 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         keys = [str(p.key) for p in follow_on]
         return {"partitions_follow_on": len(follow_on), "partitions_follow_on_keys": keys[:20]}
 
-    def _per_partition_metadata(
+    def _report_partitions(
         self,
         context: dg.OutputContext,
         parts: Sequence[BarPartition],
         kept: Sequence[BarPartition],
         withheld: Sequence[BarPartition],
     ) -> None:
-        """Each partition's own ``row_count`` (rows in the table now), the time of its newest bar (the data's
-        freshness, not the write's) and what happened to it (``written``; ``kept``: the source had no rows;
-        ``withheld``: quality gate). From the Delta log's file statistics: no data file is read."""
-        if len(parts) > MAX_PARTITION_RESULTS:
-            # add_asset_metadata checks each key against the run's whole key range (a partitions lookup per
-            # call): quadratic in a large backfill. Such runs keep the run's totals only, like their checks.
-            return
+        """What each partition of the run holds now, from the Delta log's file statistics (no data file is
+        read): the empty trading days (:meth:`_report_empty`) and everyone else's own metadata."""
         try:
             stats = self.lake.partition_stats(context.asset_key)
         except FileNotFoundError:
             stats = {}
+        empty = self._report_empty(context, parts, stats, set(withheld))
+        self._per_partition_metadata(context, [p for p in parts if p not in empty], kept, withheld, stats)
+
+    def _report_empty(
+        self,
+        context: dg.OutputContext,
+        parts: Sequence[BarPartition],
+        stats: dict[tuple[str, date], tuple[int, datetime | None]],
+        withheld: set[BarPartition],
+    ) -> set[BarPartition]:
+        """The run's trading-day partitions with no rows in the table, each reported by an observation that
+        says why; the event storage then drops the step's materialization of it, so the UI shows it missing
+        (not a green partition with nothing in it). Holidays are not among them: a closed market's day is
+        complete with no rows. One event per partition, whatever the run's size: the record must be true."""
+        empty = {
+            p
+            for p in parts
+            if not stats.get((p.symbol, p.trade_date), (0, None))[0]
+            and self.ingestion.is_trading_day(p.symbol, p.trade_date)
+        }
+        for part in sorted(empty):
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=context.asset_key,
+                    partition=part.key,
+                    description="no rows for this trading day ("
+                    + ("withheld by the quality gate" if part in withheld else "the source had none")
+                    + "): not recorded as materialized",
+                    metadata={"row_count": 0, "partition_status": EMPTY, "withheld": part in withheld},
+                )
+            )
+        return empty
+
+    def _per_partition_metadata(
+        self,
+        context: dg.OutputContext,
+        parts: Sequence[BarPartition],
+        kept: Sequence[BarPartition],
+        withheld: Sequence[BarPartition],
+        stats: dict[tuple[str, date], tuple[int, datetime | None]],
+    ) -> None:
+        """Each partition's own ``row_count`` (rows in the table now), the time of its newest bar (the data's
+        freshness, not the write's) and what happened to it (``written``; ``kept``: the source had no rows;
+        ``withheld``: quality gate)."""
+        if len(parts) > MAX_PARTITION_RESULTS:
+            # add_asset_metadata checks each key against the run's whole key range (a partitions lookup per
+            # call): quadratic in a large backfill. Such runs keep the run's totals only, like their checks.
+            return
         # OutputContext.step_context is not public API; add_asset_metadata(partition_key=) is how Dagster
         # gives partitions of one ranged output their own metadata (checked with Dagster 1.13).
         step = context.step_context

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from stock_lakehouse.partitions import is_follow_on
+from stock_lakehouse.partitions import is_empty, is_follow_on
 
 
 class RunProgress:
@@ -126,7 +126,12 @@ class RunProgress:
 
         if not instance.has_run(run_id):  # not created yet: reading now would create its event shard
             return cursor
-        kinds = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.STEP_START}
+        # An empty partition is reported by an observation in place of its materialization (partitions.EMPTY).
+        kinds = {
+            DagsterEventType.ASSET_MATERIALIZATION,
+            DagsterEventType.ASSET_OBSERVATION,
+            DagsterEventType.STEP_START,
+        }
         while True:
             conn = instance.get_records_for_run(run_id, cursor=cursor, of_type=kinds, limit=1000)
             self.updates += bool(conn.records)
@@ -153,18 +158,25 @@ class RunProgress:
                     self._bar.start_task(self._tasks[layer])
                     checks = event.step_key.startswith("soda_")
                     self._bar.update(self._tasks[layer], note="checks" if checks else "running")
+            elif event.event_type == DagsterEventType.ASSET_OBSERVATION:
+                if event.asset_key is not None and is_empty(event.asset_observation_data.asset_observation.metadata):
+                    self._done(event)
             elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION and event.asset_key is not None:
                 if is_follow_on(event.event_specific_data.materialization.metadata):
                     return  # a later partition rewritten with the run's: not one of the run's
-                layer = self._layer_of.get("__".join(event.asset_key.path))
-                if layer:
-                    self.done[layer].add(event.partition or "")
-                    if layer in self._tasks:
-                        self._bar.update(self._tasks[layer], completed=len(self.done[layer]))
-                        self._bar.update(self._tasks["all"], completed=sum(map(len, self.done.values())))
+                self._done(event)
+
+    def _done(self, event) -> None:
+        """Count ``event``'s partition done (called under the lock)."""
+        layer = self._layer_of.get("__".join(event.asset_key.path))
+        if layer:
+            self.done[layer].add(event.partition or "")
+            if layer in self._tasks:
+                self._bar.update(self._tasks[layer], completed=len(self.done[layer]))
+                self._bar.update(self._tasks["all"], completed=sum(map(len, self.done.values())))
 
     def counts(self) -> dict[str, int]:
-        """layer -> partitions materialized so far."""
+        """layer -> partitions done so far (materialized, or reported empty)."""
         with self._lock:
             return {layer: len(keys) for layer, keys in self.done.items()}
 

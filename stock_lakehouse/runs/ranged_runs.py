@@ -20,7 +20,7 @@ import pandas as pd
 
 from stock_lakehouse.lakehouse.tables import TABLES, step_name
 from stock_lakehouse.market_calendar import EXCHANGE_TZ
-from stock_lakehouse.partitions import is_follow_on
+from stock_lakehouse.partitions import is_empty, is_follow_on
 from stock_lakehouse.quality.partition_results import aggregate
 from stock_lakehouse.runs.event_storage import enable_event_batching
 from stock_lakehouse.runs.recovery import RecoveredRun, process_tags, recover_dead_runs
@@ -149,13 +149,17 @@ def run_ranges(
         for layer, node in LAYERS:
             # A window asset also reports the later partitions it rewrote: not the run's partitions.
             mats = [m for m in result.asset_materializations_for_node(node) if not is_follow_on(m.metadata)]
+            # Trading days left with no rows are not recorded as materialized (partitions.EMPTY).
+            empty = {o.partition for o in result.asset_observations_for_node(node) if is_empty(o.metadata)}
             if mats:
                 meta = mats[0].metadata
                 # A step that wrote nothing (every partition kept or withheld) has no row count or version.
                 summary.rows[layer] = summary.rows.get(layer, 0) + int(
                     meta["run_row_count"].value if "run_row_count" in meta else 0
                 )
-                summary.partitions[layer] = summary.partitions.get(layer, 0) + len(mats)
+                summary.partitions[layer] = summary.partitions.get(layer, 0) + sum(
+                    m.partition not in empty for m in mats
+                )
                 if "delta_version" in meta:
                     summary.versions[layer] = int(meta["delta_version"].value)
                 summary.metadata[layer] = {k: v.value for k, v in meta.items()}
