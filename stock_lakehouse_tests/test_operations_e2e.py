@@ -26,6 +26,7 @@ from stock_lakehouse.runs.backfill import (
 )
 from stock_lakehouse.runs.instance_home import write_instance_config
 from stock_lakehouse.runs.materialize import run_materialize
+from stock_lakehouse.runs.ranged_runs import RANGED_BACKFILL_TAG
 from stock_lakehouse.wiring import LAKEHOUSE_JOB
 from stock_lakehouse_tests.services import (
     REPO,
@@ -298,6 +299,8 @@ def test_ranged_backfill_from_the_launchpad_is_one_process_and_one_jvm(deploymen
         if r.tags.get(RANGE_START_TAG) == "2024-03-07|CCC"
     ]
     assert len(ranged) == 1 and ranged[0].tags[RANGE_END_TAG] == "2024-03-08|DDD", ranged
+    # Tagged with the run that launched it (the Runs list's filter), not as the CLI's.
+    assert ranged[0].tags[RANGED_BACKFILL_TAG] == run_id and "stock_lakehouse/cli" not in ranged[0].tags
     assert ranged[0].status == dg.DagsterRunStatus.SUCCESS
     gold = read_table(str(lake), "gold")
     assert sorted((s, str(d)) for s, d in zip(gold.symbol, gold.trade_date, strict=True) if s in ("CCC", "DDD")) == [

@@ -95,7 +95,9 @@ def materialize_ranges(
             f"than automation.ranged_backfill_max_partitions={cap:,}: set confirm_large: true to run it"
         )
     try:
-        ok, summary, error = run_cancelable(context, lambda: range_runner(symbols, start, end, context.instance))
+        ok, summary, error = run_cancelable(
+            context, lambda: range_runner(symbols, start, end, context.instance, context.run_id)
+        )
     except MaterializeError as exc:
         raise dg.Failure(str(exc)) from None
     rows = ", ".join(f"{table} {n:,}" for table, n in summary.rows.items())

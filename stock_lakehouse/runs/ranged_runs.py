@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING
@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
 #: (table, step writing it) in the order a run writes them.
 LAYERS = tuple((table, step_name(table)) for table in TABLES)
+#: Who launched a run, as a tag (the Runs list filters by it): the CLI's ``materialize``/``backfill --ranged``,
+#: or the ``ranged_backfill`` run (its id) whose step executes the range.
+CLI_TAGS: Mapping[str, str] = {"stock_lakehouse/cli": "materialize"}
+RANGED_BACKFILL_TAG = "stock_lakehouse/ranged_backfill"
 
 
 class MaterializeError(ValueError):
@@ -93,9 +97,11 @@ def run_ranges(
     days: list[date],
     log_level: str = "WARNING",
     progress: RunProgress | None = None,
+    launched_by: Mapping[str, str] = CLI_TAGS,
 ) -> tuple[bool, Summary, str]:
     """Materialize every table for symbols x ``days`` (from ``weekdays_to_run``) through ``job``, recorded in
-    ``instance``.
+    ``instance``; each run tagged with ``launched_by`` (the Runs list's filter: the CLI, or the
+    ``ranged_backfill`` run that started it).
 
     Returns:
         (ok, summary, error): ``error``'s first line is the cause (the failing step's root cause); the next
@@ -119,7 +125,7 @@ def run_ranges(
             "raise_on_error": False,
             "run_id": run_id,
             "partition_key": partition_key,
-            "tags": {"stock_lakehouse/cli": "materialize", **process_tags(run_id), **range_tags},
+            "tags": {**launched_by, **process_tags(run_id), **range_tags},
             "run_config": {"loggers": {"console": {"config": {"log_level": log_level}}}},
         }
         watching = progress.watch(instance, str(kwargs["run_id"])) if progress else contextlib.nullcontext()
@@ -175,11 +181,13 @@ class RangeRunner:
     job: Callable[[], dg.JobDefinition]
 
     def __call__(
-        self, symbols: list[str] | None, start: date, end: date, instance: dg.DagsterInstance
+        self, symbols: list[str] | None, start: date, end: date, instance: dg.DagsterInstance, outer_run: str
     ) -> tuple[bool, Summary, str]:
-        """Raises MaterializeError for a range ``weekdays_to_run`` refuses."""
+        """Runs tagged with the ``ranged_backfill`` run ``outer_run`` that asked for them. Raises
+        MaterializeError for a range ``weekdays_to_run`` refuses."""
         days = weekdays_to_run(self.settings, start, end)
-        return run_ranges(self.job(), self.settings, instance, symbols, days)
+        tags = {RANGED_BACKFILL_TAG: outer_run}
+        return run_ranges(self.job(), self.settings, instance, symbols, days, launched_by=tags)
 
 
 def _root_cause(error) -> str:
