@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 #: (table, step writing it) in the order a run writes them.
 LAYERS = tuple((table, step_name(table)) for table in TABLES)
-#: Who launched a run, as a tag (the Runs list filters by it): the CLI's ``materialize``/``backfill --ranged``,
+#: Who launched a run, as a tag (the Runs list filters by it): the CLI's ``materialize`` (and the benchmark),
 #: or the ``ranged_backfill`` run (its id) whose step executes the range.
 CLI_TAGS: Mapping[str, str] = {"stock_lakehouse/cli": "materialize"}
 RANGED_BACKFILL_TAG = "stock_lakehouse/ranged_backfill"
