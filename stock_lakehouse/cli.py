@@ -534,13 +534,23 @@ def setup_jars() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (loopback: only here).")
 @click.option("--port", type=int, default=8050, show_default=True, help="Port to serve on.")
 @click.option("--lake-root", help="Lake root (default: the configured one).")
-def dashboard(host, port, lake_root) -> None:
+@click.option(
+    "--refresh-seconds",
+    type=click.IntRange(0, 86400),
+    default=60,
+    show_default=True,
+    help="Re-read the lake and redraw the page this often (0: only on reload); the page shows when it read "
+    "and how far the newest bar is behind.",
+)
+def dashboard(host, port, lake_root, refresh_seconds) -> None:
     """Serve a read-only web dashboard: a symbol's prices, indicators, anomalies, quarantined bars and
-    freshness (reads Delta directly, no Spark)."""
+    freshness (reads Delta directly, no Spark); it follows the session by itself (``--refresh-seconds``)."""
+    import dataclasses
+
     from stock_lakehouse.dashboard.app import serve
     from stock_lakehouse.dashboard.data import LakeData
 
-    data = LakeData.from_settings(_settings(lake_root=lake_root))
+    data = dataclasses.replace(LakeData.from_settings(_settings(lake_root=lake_root)), refresh_seconds=refresh_seconds)
 
     def ready() -> None:
         click.echo(f"dashboard on http://{host}:{port}/   lake: {data.lake.uri}   (Ctrl+C to stop)")

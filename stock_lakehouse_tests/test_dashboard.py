@@ -181,6 +181,23 @@ def test_freshness_table_takes_the_latest_date_and_bar_per_table():
     assert pd.isna(table.latest_bar_time.iloc[2]) and pd.isna(table.latest_trade_date.iloc[3])
 
 
+def test_lag_line_says_when_the_page_read_and_how_far_the_newest_silver_bar_is_behind():
+    frames = {
+        "bronze": pd.DataFrame({"trade_date": [D2], "bar_time": ["2024-03-05 15:59:00"]}),
+        "silver": pd.DataFrame({"trade_date": [D2], "bar_time": pd.to_datetime(["2024-03-05 15:57"])}),
+    }
+    fresh = shaping.freshness_table(frames)
+    during = shaping.lag_line(fresh, pd.Timestamp("2024-03-05 16:00:10"), 60)
+    assert during == (
+        "read 2024-03-05 16:00:10 New York; newest silver bar 2024-03-05 15:57, 3 min behind; re-read every 60 s"
+    )
+    assert "90 s behind" in shaping.lag_line(fresh, pd.Timestamp("2024-03-05 15:58:30"), 60)
+    assert "17 h behind" in shaping.lag_line(fresh, pd.Timestamp("2024-03-06 09:00"), 60)
+    assert "2 days behind; re-read on reload" in shaping.lag_line(fresh, pd.Timestamp("2024-03-07 16:00"), 0)
+    empty = shaping.freshness_table({"silver": pd.DataFrame(columns=["trade_date", "bar_time"])})
+    assert "no bar in silver yet" in shaping.lag_line(empty, pd.Timestamp("2024-03-05 10:00"), 60)
+
+
 def bad_bars() -> pa.Table:
     """Bars failing each kind of partition rule, with NaN and infinity kept apart from null (Arrow)."""
     nan, inf = float("nan"), float("inf")
@@ -514,10 +531,10 @@ def built_lake(tmp_path_factory) -> BuiltLake:
 
 
 @contextlib.contextmanager
-def dashboard(lake_root: str, env: dict[str, str], log: Path) -> Iterator[str]:
+def dashboard(lake_root: str, env: dict[str, str], log: Path, *options: str) -> Iterator[str]:
     """``stock-lakehouse dashboard`` as a real process on a free loopback port; yields its URL."""
     port = free_port()
-    cmd = [bin_path("stock-lakehouse"), "dashboard", "--port", str(port), "--lake-root", lake_root]
+    cmd = [bin_path("stock-lakehouse"), "dashboard", "--port", str(port), "--lake-root", lake_root, *options]
     started = time.monotonic()
     with logged_process(cmd, log, env) as proc:
         wait_http(f"http://127.0.0.1:{port}/", timeout=60, proc=proc)
@@ -573,7 +590,8 @@ def test_the_page_shows_charts_anomalies_quarantine_and_freshness(built_lake, tm
     # The settings' thresholds make three anomalies of the sample: the real rule, not a fixture's.
     assert len(expected) == 3
     log = tmp_path / "dashboard.log"
-    with dashboard(str(built_lake.lake), built_lake.env(), log) as url, chromium() as driver:
+    refresh = ("--refresh-seconds", "2")
+    with dashboard(str(built_lake.lake), built_lake.env(), log, *refresh) as url, chromium() as driver:
         driver.set_window_size(1300, 2200)
         requested = time.monotonic()
         driver.get(f"{url}/?symbol=NVDA")
@@ -598,6 +616,14 @@ def test_the_page_shows_charts_anomalies_quarantine_and_freshness(built_lake, tm
         fresh = {r[0]: r[1:] for r in table_rows(driver, "freshness-table")}
         assert fresh["bronze"] == ["2024-03-12", "2024-03-12 19:59"]
         assert fresh["bi"] == ["2024-03-12", "—"]
+        # The page follows the session by itself: it re-reads the lake every 2 s (no reload) and says when it
+        # read and how far silver's newest bar is behind.
+        lag = driver.find_element(By.ID, "lag").text
+        assert f"newest silver bar {fresh['silver'][1]}, " in lag and lag.endswith("behind; re-read every 2 s"), lag
+        deadline = time.monotonic() + 20
+        while driver.find_element(By.ID, "lag").text == lag and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert driver.find_element(By.ID, "lag").text != lag, "the page did not re-read the lake by itself"
         time.sleep(1)  # let Plotly finish its transitions for the picture
         driver.save_screenshot(str(tmp_path / "dashboard-nvda.png"))
 

@@ -38,6 +38,7 @@ from plotly.subplots import make_subplots
 
 from stock_lakehouse.dashboard import query, shaping
 from stock_lakehouse.dashboard.data import LakeData
+from stock_lakehouse.market_calendar import EXCHANGE_TZ
 from stock_lakehouse.quality.rules import RulesError
 from stock_lakehouse.runs.root_cause import redact
 from stock_lakehouse.symbols import InvalidSymbolError, validate_symbol
@@ -236,6 +237,11 @@ def create_app(data: LakeData) -> dash.Dash:
             [
                 dcc.Location(id="url", refresh=False),
                 dcc.Store(id="asked"),
+                # Re-reads the lake and redraws the view (the refresh callback), so today's view follows the
+                # session; the Freshness section says when it read and how far the newest bar is behind.
+                dcc.Interval(
+                    id="tick", interval=max(data.refresh_seconds, 1) * 1000, disabled=data.refresh_seconds <= 0
+                ),
                 html.H1("stock-lakehouse", style={"fontSize": "24px", "marginBottom": "0"}),
                 html.P(
                     [html.Span("lake: "), html.Code(data.lake.uri, id="lake-uri"), html.Span(f"   ({rules})")],
@@ -346,8 +352,9 @@ def create_app(data: LakeData) -> dash.Dash:
         Input("dates", "start_date"),
         Input("dates", "end_date"),
         Input("reload", "n_clicks"),
+        Input("tick", "n_intervals"),
     )
-    def refresh(symbol: str | None, start: str | None, end: str | None, _clicks: int):
+    def refresh(symbol: str | None, start: str | None, end: str | None, _clicks: int, _ticks: int | None):
         if not symbol:
             return (*_blank(), dash.no_update)  # the layout said why
         return view(data, symbol, _parse_day(start), _parse_day(end))
@@ -430,9 +437,19 @@ def _render(data: LakeData, symbol: str, start: date | None, end: date | None, d
         frame_table(anomalies, "anomalies-table", f"No anomalies for {symbol} from {span}."),
         frame_table(partitions, "quarantine-table", f"No quarantined bars for {symbol} from {span}.", "withheld"),
         frame_table(shaping.quarantined_bars(quarantine), "quarantined-bars-table", "None."),
-        frame_table(freshness, "freshness-table", "No tables yet."),
+        html.Div(
+            [
+                html.P(shaping.lag_line(freshness, _now_in_new_york(), data.refresh_seconds), id="lag", style=_NOTE),
+                frame_table(freshness, "freshness-table", "No tables yet."),
+            ]
+        ),
         status,
     )
+
+
+def _now_in_new_york() -> pd.Timestamp:
+    """Now on New York's wall clock (naive), the clock of the bar times the page shows."""
+    return pd.Timestamp.now(tz=EXCHANGE_TZ).tz_localize(None)
 
 
 def serve(data: LakeData, host: str = "127.0.0.1", port: int = 8050, ready: Callable[[], None] | None = None) -> None:

@@ -44,6 +44,8 @@ class LakeData:
         anomaly_volume_multiple: ``automation.anomaly_volume_multiple``.
         gate: silver's row-quality gate (its rules file and ``quality.max_invalid_share``).
         calendar: the exchange calendar (``calendar``): the trading days the daily charts lay out.
+        refresh_seconds: the page re-reads the lake and redraws this often (0: only on reload), so a
+            view of today follows the session.
     """
 
     lake: Lake
@@ -51,6 +53,7 @@ class LakeData:
     anomaly_volume_multiple: float
     gate: QualityGate
     calendar: str = "XNYS"
+    refresh_seconds: int = 60
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LakeData:

@@ -192,3 +192,33 @@ def freshness_table(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         )
         rows.append({"table": table, "latest_trade_date": dates.max(), "latest_bar_time": times.max()})
     return pd.DataFrame(rows, columns=FRESHNESS_COLUMNS)
+
+
+def _span(seconds: float) -> str:
+    """A duration as a reader says it: seconds, minutes, hours or days."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 120 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:,.0f} days"
+
+
+def lag_line(freshness: pd.DataFrame, now: pd.Timestamp, refresh_seconds: int) -> str:
+    """When the page read the lake, how far silver's newest bar (its start, New York time) is behind, and
+    when the page reads again.
+
+    Args:
+        freshness: ``freshness_table``'s frame (its ``silver`` row is used).
+        now: the time of the read, New York wall clock (naive, like the bar times).
+        refresh_seconds: the page's re-read interval; 0: only on reload.
+    """
+    read = f"read {now:%Y-%m-%d %H:%M:%S} New York"
+    again = f"re-read every {refresh_seconds} s" if refresh_seconds > 0 else "re-read on reload"
+    silver = freshness.loc[freshness["table"] == "silver", "latest_bar_time"]
+    newest = silver.iloc[0] if len(silver) else pd.NaT
+    if pd.isna(newest):
+        return f"{read}; no bar in silver yet; {again}"
+    behind = max((now - newest).total_seconds(), 0.0)
+    return f"{read}; newest silver bar {newest:%Y-%m-%d %H:%M}, {_span(behind)} behind; {again}"
