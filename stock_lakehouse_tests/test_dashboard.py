@@ -590,8 +590,8 @@ def test_the_page_shows_charts_anomalies_quarantine_and_freshness(built_lake, tm
     # The settings' thresholds make three anomalies of the sample: the real rule, not a fixture's.
     assert len(expected) == 3
     log = tmp_path / "dashboard.log"
-    refresh = ("--refresh-seconds", "2")
-    with dashboard(str(built_lake.lake), built_lake.env(), log, *refresh) as url, chromium() as driver:
+    # No timed redraw here: it would replace elements while they are read (test_the_page_re_reads_...).
+    with dashboard(str(built_lake.lake), built_lake.env(), log, "--refresh-seconds", "0") as url, chromium() as driver:
         driver.set_window_size(1300, 2200)
         requested = time.monotonic()
         driver.get(f"{url}/?symbol=NVDA")
@@ -616,14 +616,8 @@ def test_the_page_shows_charts_anomalies_quarantine_and_freshness(built_lake, tm
         fresh = {r[0]: r[1:] for r in table_rows(driver, "freshness-table")}
         assert fresh["bronze"] == ["2024-03-12", "2024-03-12 19:59"]
         assert fresh["bi"] == ["2024-03-12", "—"]
-        # The page follows the session by itself: it re-reads the lake every 2 s (no reload) and says when it
-        # read and how far silver's newest bar is behind.
         lag = driver.find_element(By.ID, "lag").text
-        assert f"newest silver bar {fresh['silver'][1]}, " in lag and lag.endswith("behind; re-read every 2 s"), lag
-        deadline = time.monotonic() + 20
-        while driver.find_element(By.ID, "lag").text == lag and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert driver.find_element(By.ID, "lag").text != lag, "the page did not re-read the lake by itself"
+        assert f"newest silver bar {fresh['silver'][1]}, " in lag and lag.endswith("re-read on reload"), lag
         time.sleep(1)  # let Plotly finish its transitions for the picture
         driver.save_screenshot(str(tmp_path / "dashboard-nvda.png"))
 
@@ -668,6 +662,40 @@ def test_the_page_shows_charts_anomalies_quarantine_and_freshness(built_lake, tm
         print(f"{len(BAD_LINKS) + 2} bad links read in {time.monotonic() - started:.1f}s")
     text = log.read_text()
     assert "Traceback" not in text and "cannot read the lake" not in text
+
+
+@pytest.mark.browser  # starts Chromium in its body
+@pytest.mark.spark
+def test_the_page_re_reads_the_lake_by_itself(built_lake, tmp_path):
+    """Issue 26: with ``--refresh-seconds 2`` the page redraws without a reload, and says when it read and how
+    far silver's newest bar is behind (the bar from the lake itself)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    from stock_lakehouse.lakehouse.reader import read_table
+
+    newest = read_table(str(built_lake.lake), "silver", ["NVDA"]).ts_local.max()
+
+    def lag_text(driver) -> str:
+        for _ in range(40):  # the element is replaced at each redraw
+            try:
+                return driver.find_element(By.ID, "lag").text
+            except (NoSuchElementException, StaleElementReferenceException):
+                time.sleep(0.25)
+        raise AssertionError("the page shows no read line")
+
+    options = ("--refresh-seconds", "2")
+    log = tmp_path / "dashboard.log"
+    with dashboard(str(built_lake.lake), built_lake.env(), log, *options) as url, chromium() as driver:
+        driver.get(f"{url}/?symbol=NVDA")
+        wait_for(driver, "#lag")
+        first = lag_text(driver)
+        assert f"newest silver bar {newest:%Y-%m-%d %H:%M}, " in first, first
+        assert first.endswith("behind; re-read every 2 s"), first
+        deadline = time.monotonic() + 20
+        while lag_text(driver) == first and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert lag_text(driver) != first, "the page did not re-read the lake by itself"
 
 
 # ---------------------------------------------------------------- (c) the same data from MinIO
