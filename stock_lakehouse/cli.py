@@ -479,10 +479,75 @@ def backfill(url, symbols, start, end, wait, ranged, confirm_large) -> None:
 @click.option(
     "--workdir", type=click.Path(file_okay=False), help="Keep workloads and lakes here (default: a temp dir)."
 )
-def bench(sizes, start, end, out, daemon, ui_ways, postgres, per_partition, bi, workdir) -> None:
-    """Benchmark the full backfill against a bare Spark script; prints a markdown table."""
+@click.option(
+    "--session-minutes",
+    type=click.IntRange(1, 390),
+    help="Also run a simulated session this long (dagster dev, the daemon and the warm engine on a simulated clock, "
+    "a 1-minute intraday refresh from a feed over a socket) and report lag from bar close to gold/BI (results.json "
+    "'realtime'). Given with --session-* options only, the other contenders are left out.",
+)
+@click.option("--session-symbols", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option(
+    "--session-speed",
+    type=click.FloatRange(0.1, 60),
+    default=1.0,
+    show_default=True,
+    help="Simulated seconds per real second (1: honest timings).",
+)
+@click.option(
+    "--session-delay-seconds",
+    type=click.FloatRange(0, 55),
+    default=5.0,
+    show_default=True,
+    help="From a bar's close to the feed publishing it.",
+)
+def bench(
+    sizes,
+    start,
+    end,
+    out,
+    daemon,
+    ui_ways,
+    postgres,
+    per_partition,
+    bi,
+    workdir,
+    session_minutes,
+    session_symbols,
+    session_speed,
+    session_delay_seconds,
+) -> None:
+    """Benchmark the full backfill against a bare Spark script; prints a markdown table. With
+    ``--session-minutes``, also (or only) the lag of a simulated session."""
+    import json
+
+    from click.core import ParameterSource
+
     from stock_lakehouse.benchmarks.runner import OWN_SPARK, UI_WAYS, markdown, run
 
+    ctx = click.get_current_context()
+    others = [p for p in ctx.params if not p.startswith("session_") and p not in ("out", "workdir")]
+    only_session = session_minutes is not None and all(
+        ctx.get_parameter_source(p) != ParameterSource.COMMANDLINE for p in others
+    )
+
+    def session() -> dict:
+        from stock_lakehouse.benchmarks.session import run_session
+
+        return run_session(
+            session_minutes,
+            session_symbols,
+            Path(workdir) if workdir else None,
+            speed=session_speed,
+            delay_seconds=session_delay_seconds,
+        )
+
+    if only_session:
+        realtime = session()
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "results.json").write_text(json.dumps({"realtime": realtime}, indent=2))
+        click.echo(json.dumps(realtime, indent=2))
+        return
     ways = [w.strip() for w in ui_ways.split(",") if w.strip()] if daemon else []
     unknown = [w for w in ways if w.removesuffix(OWN_SPARK) not in UI_WAYS]
     if unknown:
@@ -501,6 +566,9 @@ def bench(sizes, start, end, out, daemon, ui_ways, postgres, per_partition, bi, 
         postgres=postgres,
         bi=bi,
     )
+    if session_minutes is not None:
+        res["realtime"] = session()
+        (Path(out) / "results.json").write_text(json.dumps(res, indent=2))
     click.echo(markdown(res))
 
 

@@ -187,9 +187,14 @@ class AutomationSettings(BaseModel):
     #: environment variable holding the alert webhook URL (URLs often embed a token)
     alert_webhook_env: str = "STOCK_LAKEHOUSE_ALERT_WEBHOOK"
     alert_webhook_format: Literal["slack", "ntfy"] = "slack"
-    #: evaluate the sensors as of this instant (ISO 8601, UTC if no offset) instead of the wall
-    #: clock: for replays of recorded sessions and for checking a deployment's sensors outside market hours
+    #: evaluate the schedules, sensors and the live source's "today" as of this instant (ISO 8601, UTC if no
+    #: offset) instead of the wall clock: for replays of recorded sessions and for checking a deployment's
+    #: sensors outside market hours. With ``clock_anchor_utc`` the clock runs (a simulated session).
     clock_utc: str | None = None
+    #: the real instant at which the clock reads ``clock_utc``; from there it runs ``clock_speed`` times as
+    #: fast as the wall clock (``stock-lakehouse bench --session-minutes`` sets both)
+    clock_anchor_utc: str | None = None
+    clock_speed: float = Field(1.0, gt=0, le=3600)
 
     @field_validator("end_of_day_at")
     @classmethod
@@ -207,7 +212,7 @@ class AutomationSettings(BaseModel):
             raise ValueError(f"{value!r} would be read as the setting {setting}: choose another variable name")
         return value
 
-    @field_validator("clock_utc")
+    @field_validator("clock_utc", "clock_anchor_utc")
     @classmethod
     def _instant(cls, value: str | None) -> str | None:
         from datetime import datetime
@@ -215,6 +220,12 @@ class AutomationSettings(BaseModel):
         if value:
             datetime.fromisoformat(value)
         return value or None
+
+    @model_validator(mode="after")
+    def _anchor_needs_a_reading(self) -> AutomationSettings:
+        if self.clock_anchor_utc and not self.clock_utc:
+            raise ValueError("automation.clock_anchor_utc is set but automation.clock_utc (the reading at it) is not")
+        return self
 
 
 _file_values: ContextVar[dict[str, Any] | None] = ContextVar("stock_lakehouse_file_values", default=None)
@@ -357,7 +368,7 @@ class Settings(BaseSettings):
         if self.source != "alphavantage":
             return None
         cost = CadenceCost(len(self.all_symbols), self.automation.intraday_every_minutes)
-        return cost.refusal(self.alphavantage.budget.per_day)
+        return cost.refusal(self.alphavantage.budget.per_day, self.alphavantage.budget.per_minute)
 
     @property
     def file(self) -> Path | None:

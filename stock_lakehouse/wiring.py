@@ -44,7 +44,7 @@ def default_budget_file() -> Path:
     return Path.home() / ".cache" / "stock_lakehouse" / "alphavantage_budget.sqlite"
 
 
-def build_source(settings: Settings, landing: LandingZone, ingestion: IngestionConfig) -> BarSource:
+def build_source(settings: Settings, landing: LandingZone, ingestion: IngestionConfig, clock: Clock) -> BarSource:
     if settings.source == "replay":
         return ReplaySource(folder=str(settings.replay_path))
     if settings.source == "synthetic":
@@ -65,6 +65,7 @@ def build_source(settings: Settings, landing: LandingZone, ingestion: IngestionC
         budget_file=av.budget.state_file or str(default_budget_file()),
         landing=landing,
         ingestion=ingestion,
+        clock=clock,
     )
 
 
@@ -82,14 +83,15 @@ def build_resources(settings: Settings) -> dict[str, object]:
     )
     auto = settings.automation
     webhook = dg.EnvVar(auto.alert_webhook_env) if os.environ.get(auto.alert_webhook_env) else ""
+    clock = Clock.from_settings(settings)
     return {
         "alerts": AlertSink(webhook_url=webhook, webhook_format=auto.alert_webhook_format),
-        "clock": Clock(fixed_utc=settings.automation.clock_utc),
+        "clock": clock,
         "spark": spark,
         "lake": lake,
         "run_worker": run_worker,
         "io_manager": DeltaIOManager(lake=lake, spark=spark, worker=run_worker, ingestion=ingestion),
-        "bar_source": build_source(settings, landing, ingestion),
+        "bar_source": build_source(settings, landing, ingestion, clock),
         "landing": landing,
         "ingestion": ingestion,
         "quality": QualityGate(
@@ -139,6 +141,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 auto.intraday_every_minutes,
                 settings.calendar,
                 over_budget=settings.intraday_cost_refusal(),
+                every_day=Clock.from_settings(settings).simulated,
             ),
             build_end_of_day_schedule(LAKEHOUSE_JOB, symbols, settings.calendar, auto.end_of_day_at),
         ],

@@ -39,7 +39,9 @@ def receiver():
 
 def evaluate_schedule(defs, name, when, instance):
     schedule = defs.resolve_schedule_def(name)
-    result = schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=when))
+    clock = {"clock": defs.resources["clock"]}
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources=clock) as context:
+        result = schedule(context)
     return result if isinstance(result, list) else []
 
 

@@ -1,4 +1,4 @@
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -133,7 +133,19 @@ def test_the_clock_setting_reaches_the_sensors_clock(monkeypatch, clean_env):
     clock = build_definitions(load_settings()).resources["clock"]
     assert clock.now().isoformat() == "2024-03-06T19:00:00+00:00"
     monkeypatch.setenv("STOCK_LAKEHOUSE_AUTOMATION_CLOCK_UTC", "")  # compose passes an empty value: wall clock
-    assert build_definitions(load_settings()).resources["clock"].now().year >= 2026
+    defs = build_definitions(load_settings())
+    assert defs.resources["clock"].now().year >= 2026
+    assert defs.resolve_schedule_def("intraday_refresh").cron_schedule == "*/15 * * * 1-5"
+    # A running clock (a simulated session): the schedules tick on every real day (the simulated one may be a
+    # trading day when the real one is not), and the live source asks the same clock which day is today.
+    monkeypatch.setenv("STOCK_LAKEHOUSE_AUTOMATION_CLOCK_UTC", "2024-03-06T15:00:00Z")
+    monkeypatch.setenv("STOCK_LAKEHOUSE_AUTOMATION_CLOCK_ANCHOR_UTC", datetime.now(UTC).isoformat())
+    monkeypatch.setenv("STOCK_LAKEHOUSE_AUTOMATION_CLOCK_SPEED", "60")
+    defs = build_definitions(load_settings(overrides={"source": "alphavantage"}))
+    assert defs.resolve_schedule_def("intraday_refresh").cron_schedule == "*/15 * * * *"
+    start = datetime(2024, 3, 6, 15, tzinfo=UTC)
+    for clock in (defs.resources["clock"], defs.resources["bar_source"].clock):
+        assert start < clock.now() < start + timedelta(minutes=30)
 
 
 @pytest.mark.parametrize(
@@ -154,6 +166,9 @@ def test_the_clock_setting_reaches_the_sensors_clock(monkeypatch, clean_env):
         ("STOCK_LAKEHOUSE_PARTITIONS_START", "20240101", "partitions_start: '20240101' is not a YYYY-MM-DD date"),
         ("STOCK_LAKEHOUSE_PARTITIONS_START", "2999-01-01", "is outside the sessions calendar XNYS covers"),
         ("STOCK_LAKEHOUSE_AUTOMATION_CLOCK_UTC", "2024-13-01T00:00", "automation.clock_utc"),
+        ("STOCK_LAKEHOUSE_AUTOMATION_CLOCK_ANCHOR_UTC", "2026-12-07T03:00", "automation.clock_anchor_utc is set but"),
+        ("STOCK_LAKEHOUSE_AUTOMATION_CLOCK_SPEED", "0", "automation.clock_speed"),
+        ("STOCK_LAKEHOUSE_AUTOMATION_CLOCK_SPEED", "nan", "automation.clock_speed"),
         ("STOCK_LAKEHOUSE_INTERVAL", "2min", "interval"),
     ],
 )
@@ -382,4 +397,11 @@ def test_a_cadence_the_key_cannot_pay_for_is_refused_with_the_arithmetic(monkeyp
     )
     # A premium plan's budget pays for it; offline sources need no budget at all.
     assert load_settings(overrides={**live, "alphavantage.budget.per_day": 786}).automation.intraday_every_minutes == 1
+    # A plan's per-minute limit counts too: every tick asks once per symbol.
+    with pytest.raises(SettingsError) as info:
+        load_settings(overrides={**live, "alphavantage.budget.per_day": 0, "alphavantage.budget.per_minute": 1})
+    assert (
+        "automation.intraday_every_minutes=1 needs 2 requests a minute (2 symbol(s) every 1 min) but "
+        "alphavantage.budget.per_minute is 1" in str(info.value).splitlines()[0]
+    )
     assert load_settings(overrides={**live, "source": "synthetic"}).intraday_cost_refusal() is None

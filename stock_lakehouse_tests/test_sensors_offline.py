@@ -84,10 +84,13 @@ def tick(defs, name: str, instance=None, cursor: str | None = None, **resources)
 
 
 def schedule_tick(defs, name: str, instance, when: datetime) -> dg.ScheduleExecutionData:
-    context = dg.build_schedule_context(
-        instance=instance, scheduled_execution_time=when, repository_def=defs.get_repository_def()
-    )
-    return defs.resolve_schedule_def(name).evaluate_tick(context)
+    with dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=when,
+        repository_def=defs.get_repository_def(),
+        resources={"clock": defs.resources["clock"]},
+    ) as context:
+        return defs.resolve_schedule_def(name).evaluate_tick(context)
 
 
 def append_rows(lake: Lake, table: str, df: pd.DataFrame) -> None:
@@ -389,6 +392,26 @@ def test_intraday_and_end_of_day_say_why_they_skip_and_split_runs_at_ui_symbols(
         ("2024-11-29|AAA", "end_of_day"),
         ("2024-11-29|BBB", "end_of_day"),
     ]
+
+
+def test_a_tick_while_a_refresh_run_is_unfinished_is_skipped_naming_it(defs, instance):
+    from stock_lakehouse.automation.schedules import REFRESH_TAG
+
+    sync_symbols(instance, ["AAA", "BBB"])
+    when = ny(2024, 11, 29, 12, 45)
+    other = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED, tags={"dagster/backfill": "b1"})
+    instance.add_run(other)  # a backfill's run is no refresh: it waits for the writer pools, not for the schedule
+    assert len(schedule_tick(defs, "intraday_refresh", instance, when).run_requests) == 1
+    busy = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED, tags={REFRESH_TAG: "intraday"})
+    instance.add_run(busy)
+    data = schedule_tick(defs, "intraday_refresh", instance, when)
+    assert not data.run_requests
+    assert data.skip_message == (
+        f"tick of 17:45:00 UTC skipped: refresh run {busy.run_id[:8]} (intraday, STARTED) still writes today's "
+        "partitions; the next tick fetches what this one would have"
+    )
+    instance.report_run_failed(busy)
+    assert len(schedule_tick(defs, "intraday_refresh", instance, when).run_requests) == 1
 
 
 def test_intraday_refresh_a_free_key_cannot_pay_for_skips_every_tick_with_the_arithmetic(lake, clean_env, instance):

@@ -30,8 +30,21 @@ class CadenceCost:
     def requests_per_day(self) -> int:
         return self.symbols * (ticks_per_day(self.every_minutes) + 1)
 
-    def refusal(self, per_day: int) -> str | None:
-        """Why a daily budget of ``per_day`` requests cannot pay for it (None when it can, or 0: no limit)."""
+    @property
+    def requests_per_minute(self) -> float:
+        """Requests a minute while the session runs: each tick asks once per symbol."""
+        return self.symbols / self.every_minutes
+
+    def refusal(self, per_day: int, per_minute: int = 0) -> str | None:
+        """Why a budget of ``per_day`` and ``per_minute`` requests cannot pay for it (None when it can; 0: no
+        limit)."""
+        if 0 < per_minute < self.requests_per_minute:
+            return (
+                f"automation.intraday_every_minutes={self.every_minutes} needs {self.requests_per_minute:g} requests "
+                f"a minute ({self.symbols} symbol(s) every {self.every_minutes} min) but "
+                f"alphavantage.budget.per_minute is {per_minute}: a tick would wait for the budget past the next "
+                "one; raise the budget to your plan's limit, lengthen the cadence or configure fewer symbols"
+            )
         if per_day <= 0 or self.requests_per_day <= per_day:
             return None
         return (

@@ -1,17 +1,62 @@
-"""The time sensors and schedules see: the wall clock, or a fixed instant for tests and replays."""
+"""The time the schedules, sensors and the live source see: the wall clock, a fixed instant, or a simulated
+session's clock that runs from a chosen instant.
+
+Why one resource: a replayed or simulated session is only consistent when every part asks the same clock
+which day "today" is and which minute has closed (the intraday schedule, the freshness sensor, the live
+source's choice between today's latest bars and a month). The settings state the clock once
+(``automation.clock_*``); wiring hands this resource to each of them.
+"""
+
+from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
+if TYPE_CHECKING:
+    from stock_lakehouse.settings import Settings
+
+
+def _instant(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
 
 class Clock(dg.ConfigurableResource):
-    """``now()`` in UTC. Set ``fixed_utc`` (ISO 8601) to evaluate as of another instant."""
+    """``now()`` in UTC.
+
+    Attributes:
+        fixed_utc: ISO 8601: without ``anchor_utc``, the clock stands still at this instant (tests, checking
+            a deployment's sensors outside market hours).
+        anchor_utc: ISO 8601: the clock reads ``fixed_utc`` at this real instant and runs ``speed`` times as
+            fast as the wall clock from there (a simulated session; 1 for honest timings).
+        speed: simulated seconds per real second.
+    """
 
     fixed_utc: str | None = None
+    anchor_utc: str | None = None
+    speed: float = 1.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Clock:
+        """The clock ``automation.clock_*`` describes."""
+        auto = settings.automation
+        return cls(fixed_utc=auto.clock_utc, anchor_utc=auto.clock_anchor_utc, speed=auto.clock_speed)
+
+    @property
+    def simulated(self) -> bool:
+        """The clock is not the wall clock (then the schedules also tick on days the real market is shut)."""
+        return bool(self.fixed_utc)
+
+    def at(self, real: datetime) -> datetime:
+        """The clock's reading at the real instant ``real`` (a schedule's tick time, a Delta commit)."""
+        if not self.fixed_utc:
+            return real.astimezone(UTC)
+        start = _instant(self.fixed_utc)
+        if not self.anchor_utc:
+            return start
+        return start + (real - _instant(self.anchor_utc)) * self.speed
 
     def now(self) -> datetime:
-        if self.fixed_utc:
-            fixed = datetime.fromisoformat(self.fixed_utc)
-            return fixed if fixed.tzinfo else fixed.replace(tzinfo=UTC)
-        return datetime.now(UTC)
+        return self.at(datetime.now(UTC))

@@ -439,7 +439,9 @@ def _render(data: LakeData, symbol: str, start: date | None, end: date | None, d
         frame_table(shaping.quarantined_bars(quarantine), "quarantined-bars-table", "None."),
         html.Div(
             [
-                html.P(shaping.lag_line(freshness, _now_in_new_york(), data.refresh_seconds), id="lag", style=_NOTE),
+                html.P(
+                    shaping.lag_line(freshness, _now_in_new_york(data), data.refresh_seconds), id="lag", style=_NOTE
+                ),
                 frame_table(freshness, "freshness-table", "No tables yet."),
             ]
         ),
@@ -447,9 +449,9 @@ def _render(data: LakeData, symbol: str, start: date | None, end: date | None, d
     )
 
 
-def _now_in_new_york() -> pd.Timestamp:
-    """Now on New York's wall clock (naive), the clock of the bar times the page shows."""
-    return pd.Timestamp.now(tz=EXCHANGE_TZ).tz_localize(None)
+def _now_in_new_york(data: LakeData) -> pd.Timestamp:
+    """Now on the deployment's clock, as New York's wall clock (naive), the clock of the bar times the page shows."""
+    return pd.Timestamp(data.clock.now()).tz_convert(EXCHANGE_TZ).tz_localize(None)
 
 
 def serve(data: LakeData, host: str = "127.0.0.1", port: int = 8050, ready: Callable[[], None] | None = None) -> None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import functools
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.dataset as pads
 
+from stock_lakehouse.automation.clock import Clock
 from stock_lakehouse.lakehouse.lake import Lake
 from stock_lakehouse.market_calendar import trading_days
 from stock_lakehouse.quality.gates import QualityGate, Verdict, judge_partitions_duckdb
@@ -46,6 +47,7 @@ class LakeData:
         calendar: the exchange calendar (``calendar``): the trading days the daily charts lay out.
         refresh_seconds: the page re-reads the lake and redraws this often (0: only on reload), so a
             view of today follows the session.
+        clock: the deployment's clock (``automation.clock_*``): the lag shown is against its "now".
     """
 
     lake: Lake
@@ -54,6 +56,7 @@ class LakeData:
     gate: QualityGate
     calendar: str = "XNYS"
     refresh_seconds: int = 60
+    clock: Clock = field(default_factory=Clock)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LakeData:
@@ -67,6 +70,7 @@ class LakeData:
                 max_invalid_share=settings.quality.max_invalid_share,
             ),
             calendar=settings.calendar,
+            clock=Clock.from_settings(settings),
         )
 
     @property

@@ -64,33 +64,39 @@ class LandingZone(dg.ConfigurableResource):
         if existing:
             return files.uri(f"{folder}/{existing[0]}")
         ext = "json" if payload.raw.lstrip()[:1] in (b"{", b"[") else "csv"
-        name = f"{payload.fetched_at.strftime(_STAMP)}_{payload.request_fingerprint}_{digest}.{ext}"
+        name = f"{payload.fetched_at.astimezone(UTC).strftime(_STAMP)}_{payload.request_fingerprint}_{digest}.{ext}"
         return files.put(f"{folder}/{name}", payload.raw)
 
-    def find(
+    def stamps(
         self, function: str, symbol: str, interval: str, month: str, fingerprint: str
-    ) -> list[tuple[Payload, ParsedPayload]]:
-        """Landed payloads of one request (by fingerprint), oldest fetch first."""
+    ) -> list[tuple[datetime, str]]:
+        """``(fetched_at, name)`` of one request's landed payloads (by fingerprint), oldest fetch first, from
+        the file names alone: a caller picks what to read before paying for reading and parsing it."""
+        folder = self.folder(function, symbol, interval, month)
+        out = []
+        for name in self._files().list(folder):
+            stamp, _, rest = name.partition("_")
+            if rest.startswith(f"{fingerprint}_"):
+                out.append((datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC), name))
+        return sorted(out)
+
+    def read(self, function: str, symbol: str, interval: str, month: str, name: str) -> tuple[Payload, ParsedPayload]:
+        """One landed payload (a name from ``stamps``), parsed and checked against its request."""
         folder = self.folder(function, symbol, interval, month)
         files = self._files()
-        out = []
-        for name in files.list(folder):
-            stamp, _, rest = name.partition("_")
-            if not rest.startswith(f"{fingerprint}_"):
-                continue
-            raw = files.get(f"{folder}/{name}")
-            payload = Payload(
-                raw=raw,
-                origin=files.uri(f"{folder}/{name}"),
-                source="alphavantage",
-                fetched_at=datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC),
-                request_fingerprint=fingerprint,
-                month=month,
-            )
-            if name.endswith(".csv"):
-                parsed = parse_csv_payload(raw, payload.origin, symbol=symbol, function=function, interval=interval)
-            else:
-                parsed = parse_payload(raw, payload.origin, expected_symbol=symbol)
-            parsed.expect(function, symbol, interval, payload.origin)
-            out.append((payload, parsed))
-        return out
+        stamp, _, rest = name.partition("_")
+        raw = files.get(f"{folder}/{name}")
+        payload = Payload(
+            raw=raw,
+            origin=files.uri(f"{folder}/{name}"),
+            source="alphavantage",
+            fetched_at=datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC),
+            request_fingerprint=rest.split("_", 1)[0],
+            month=month,
+        )
+        if name.endswith(".csv"):
+            parsed = parse_csv_payload(raw, payload.origin, symbol=symbol, function=function, interval=interval)
+        else:
+            parsed = parse_payload(raw, payload.origin, expected_symbol=symbol)
+        parsed.expect(function, symbol, interval, payload.origin)
+        return payload, parsed

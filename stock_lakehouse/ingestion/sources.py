@@ -9,13 +9,14 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from stock_lakehouse.automation.clock import Clock
 from stock_lakehouse.ingestion.alphavantage import (
     AlphaVantageClient,
     ApiRequest,
@@ -31,8 +32,14 @@ from stock_lakehouse.ingestion.parser import ParsedPayload, Payload, parse_paylo
 from stock_lakehouse.ingestion.synthetic import intraday_payload
 from stock_lakehouse.market_calendar import EXCHANGE_TZ
 from stock_lakehouse.settings import AlphaVantageSettings, SyntheticSettings
+from stock_lakehouse.symbols import INTERVAL_MINUTES
 
 Fetched = tuple[Payload, ParsedPayload]
+#: Bars of a compact answer (the API's ``outputsize=compact``: the latest 100).
+COMPACT_BARS = 100
+#: A compact refresh is trusted to reach back to the previous one only this many bars short of its reach:
+#: the feed publishes a bar some seconds after its close, and a tick may start late.
+CATCH_UP_MARGIN_BARS = 5
 
 
 def fingerprint(*parts: str) -> str:
@@ -225,6 +232,7 @@ class AlphaVantageSource(BarSource):
     budget_file: str
     landing: dg.ResourceDependency[LandingZone]
     ingestion: dg.ResourceDependency[IngestionConfig]
+    clock: dg.ResourceDependency[Clock]
 
     def _key(self) -> str:
         if self.api_key:
@@ -250,10 +258,13 @@ class AlphaVantageSource(BarSource):
             total_deadline_seconds=self.total_deadline_seconds,
         )
 
-    def request_for(self, symbol: str, interval: str, month: str | None) -> ApiRequest:
-        """The request serving ``symbol`` for ``month`` (None: the latest bars)."""
-        outputsize = self.outputsize if month else self.latest_outputsize
+    def request_for(self, symbol: str, interval: str, month: str | None, catch_up: bool = False) -> ApiRequest:
+        """The request serving ``symbol`` for ``month`` (None: the latest bars); with ``catch_up``, the one
+        serving the day so far (``month`` for a stock, the full latest series for FX and crypto)."""
         kind = self.ingestion.kind(symbol)
+        if catch_up and kind == "equity":
+            return self.request_for(symbol, interval, month)
+        outputsize = self.outputsize if month or catch_up else self.latest_outputsize
         if kind == "fx":
             base, quote = self.ingestion.pair(symbol)
             return fx_intraday_request(base, quote, interval, outputsize=outputsize, datatype=self.datatype)
@@ -281,9 +292,18 @@ class AlphaVantageSource(BarSource):
         )
 
     def fetch(self, dates_by_symbol: Mapping[str, Sequence[date]], interval: str) -> Iterator[Fetched]:
-        """Yield one payload per (symbol, month) of the request, fetched or reused from the landing zone."""
+        """Yield one payload per (symbol, month) of the request, fetched or reused from the landing zone.
+
+        Today (on the ``clock``) is one request for the latest bars, replayed with those of today's earlier
+        refreshes in the landing zone that hold the rest of the day (``todays_refreshes``); when they would
+        leave a hole, the request is the day so far instead: the current month for a stock, the full latest
+        series for FX and crypto.
+        """
         client = self.client()
-        today = datetime.now(ZoneInfo(EXCHANGE_TZ)).date()
+        now = self.clock.now()
+        today = now.astimezone(ZoneInfo(EXCHANGE_TZ)).date()
+        midnight = datetime.combine(today, time(0, 0), ZoneInfo(EXCHANGE_TZ))
+        reach = timedelta(minutes=INTERVAL_MINUTES[interval] * (COMPACT_BARS - CATCH_UP_MARGIN_BARS))
         for symbol, days in dates_by_symbol.items():
             groups: dict[str | None, list[date]] = defaultdict(list)
             for d in days:
@@ -291,18 +311,70 @@ class AlphaVantageSource(BarSource):
                 latest = d >= today or self.ingestion.kind(symbol) != "equity"
                 groups[None if latest else d.strftime("%Y-%m")].append(d)
             for month, group in sorted(groups.items(), key=lambda kv: kv[0] or "9999"):
-                request = self.request_for(symbol, interval, month)
                 folder_month = month or today.strftime("%Y-%m")
-                landed = self.landing.find(request.function, symbol, interval, folder_month, request.fingerprint)
+                request = self.request_for(symbol, interval, month)
+                where = (request.function, symbol, interval, folder_month)
+                replay: list[Fetched] = []
                 if month is not None and not self.refresh:
                     complete_after = datetime.combine(max(group), time(20, 0), ZoneInfo(EXCHANGE_TZ))
-                    covering = [f for f in landed if f[0].fetched_at >= complete_after]
+                    covering = [n for t, n in self.landing.stamps(*where, request.fingerprint) if t >= complete_after]
                     if covering:
-                        yield covering[-1]
+                        yield self.landing.read(*where, covering[-1])
                         continue
+                if month is None and self.latest_outputsize == "compact":
+                    # Only today's refreshes can hold today's bars; their file names say when they were fetched.
+                    catch_up = self.request_for(symbol, interval, folder_month, catch_up=True)
+                    landed = sorted(
+                        (t, r is catch_up, n)
+                        for r in (request, catch_up)
+                        for t, n in self.landing.stamps(*where, r.fingerprint)
+                        if t >= midnight
+                    )
+                    whole_day, picked = todays_refreshes([(t, full) for t, full, _ in landed], now, reach)
+                    if whole_day:
+                        request = catch_up
+                    replay = [self.landing.read(*where, landed[i][2]) for i in picked]
                 payload, parsed = client.fetch(request)
-                payload = replace(payload, month=folder_month)
+                payload = replace(payload, month=folder_month, fetched_at=now)
                 self.landing.store(payload, parsed)
-                if month is None:
-                    yield from landed  # earlier refreshes of the latest bars: silver keeps the newest per bar
+                yield from replay  # silver keeps, per bar, the one from the newest response
                 yield payload, parsed
+
+
+def todays_refreshes(
+    landed: Sequence[tuple[datetime, bool]], now: datetime, reach: timedelta
+) -> tuple[bool, list[int]]:
+    """Which of today's landed refreshes a compact request fetched ``now`` needs beside it to hold the day.
+
+    A compact answer fetched at ``t`` holds at least the bars that closed in ``(t - reach, t]`` (``reach`` is
+    the compact answer's bars less a margin for the feed's delay); a day-so-far answer holds the whole day up
+    to its fetch. Walking back from ``now``, each step takes, among the refreshes within reach of the last
+    one taken, a day-so-far one (which ends the walk) or else the oldest (it reaches furthest back). A bar
+    is taken from one response that holds it, not necessarily the newest: bars are final once published.
+
+    Args:
+        landed: ``(fetched_at, day_so_far)`` of today's landed refreshes, oldest first.
+
+    Returns:
+        ``(whole_day, picked)``: ``whole_day`` when no landed refresh is within reach of ``now`` (none today,
+        or a gap such as a restart): then the request must be the day so far, and nothing is replayed.
+        Else the indices of ``landed`` to replay, oldest first.
+    """
+    if not landed or now - landed[-1][0] > reach:
+        return True, []
+    picked: list[int] = []
+    t = now
+    while True:
+        within = [i for i, (f, _) in enumerate(landed) if t - reach <= f < t]
+        if not within:  # a hole no refresh covers (a day fetched otherwise): keep every older bar there is
+            older = [i for i, (f, _) in enumerate(landed) if f < t - reach]
+            if not older:
+                break
+            within = older[-1:]
+        whole = [i for i in within if landed[i][1]]
+        pick = whole[-1] if whole else within[0]
+        picked.append(pick)
+        if landed[pick][1]:
+            break
+        t = landed[pick][0]
+    return False, sorted(picked)

@@ -99,8 +99,16 @@ def intraday_payload(
     currency or coin and ``quote`` the quote currency or market."""
     days = sorted(days)
     bars = [b for d in days for b in day_bars(symbol, d, interval, seed=seed, extended_hours=extended_hours, kind=kind)]
-    bars.reverse()
-    last = bars[0][0] if bars else f"{days[-1]} 20:00:00"
+    return bars_payload(symbol, bars, interval, kind=kind, quote=quote, empty_last=f"{days[-1]} 20:00:00")
+
+
+def bars_payload(
+    symbol: str, bars: list[tuple], interval: str, *, kind: str = "equity", quote: str = "USD", empty_last: str = ""
+) -> bytes:
+    """``bars`` (``day_bars`` rows, oldest first) as a body of the API's layout for ``kind``, newest first;
+    ``empty_last`` is the "Last Refreshed" of a body without bars."""
+    bars = bars[::-1]
+    last = bars[0][0] if bars else empty_last
     names = ("1. open", "2. high", "3. low", "4. close", "5. volume")
     series = {b[0]: {k: v for k, v in zip(names, b[1:], strict=True) if v is not None} for b in bars}
     if kind == "fx":

@@ -240,3 +240,66 @@ def launch_schedule_tick(
         )
         for request in result["runRequests"]
     ]
+
+
+START_SCHEDULE = """
+mutation Start($selector: ScheduleSelector!) {
+  startSchedule(scheduleSelector: $selector) {
+    __typename
+    ... on ScheduleStateResult { scheduleState { id status } }
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
+STOP_SCHEDULE = """
+mutation Stop($id: String!) {
+  stopRunningSchedule(id: $id) {
+    __typename
+    ... on ScheduleStateResult { scheduleState { id status } }
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
+SCHEDULE_TICKS = """
+query Ticks($selector: ScheduleSelector!) {
+  scheduleOrError(scheduleSelector: $selector) {
+    __typename
+    ... on Schedule { scheduleState { ticks(limit: 10000) { status timestamp endTimestamp skipReason runIds } } }
+    ... on PythonError { message }
+    ... on ScheduleNotFoundError { message }
+  }
+}
+"""
+
+
+def _schedule_selector(schedule: str, location: str) -> dict[str, str]:
+    return {"repositoryLocationName": location, "repositoryName": "__repository__", "scheduleName": schedule}
+
+
+def start_schedule(graphql_url: str, schedule: str, location: str = "stock_lakehouse") -> str:
+    """Turn ``schedule`` on, as its toggle in the UI does; returns its state's id (for ``stop_schedule``)."""
+    result = _post(graphql_url, START_SCHEDULE, {"selector": _schedule_selector(schedule, location)})["startSchedule"]
+    if result["__typename"] != "ScheduleStateResult":
+        raise BackfillError(f"schedule {schedule} not started: {result.get('message', result)}")
+    return result["scheduleState"]["id"]
+
+
+def stop_schedule(graphql_url: str, state_id: str) -> None:
+    """Turn a schedule off by its state's id."""
+    result = _post(graphql_url, STOP_SCHEDULE, {"id": state_id})["stopRunningSchedule"]
+    if result["__typename"] != "ScheduleStateResult":
+        raise BackfillError(f"schedule {state_id} not stopped: {result.get('message', result)}")
+
+
+def schedule_ticks(graphql_url: str, schedule: str, location: str = "stock_lakehouse") -> list[dict]:
+    """The schedule's ticks, newest first: ``status`` (SUCCESS, SKIPPED, FAILURE), ``timestamp``,
+    ``endTimestamp``, ``skipReason``, ``runIds``."""
+    result = _post(graphql_url, SCHEDULE_TICKS, {"selector": _schedule_selector(schedule, location)})
+    found = result["scheduleOrError"]
+    if found["__typename"] != "Schedule":
+        raise BackfillError(f"schedule {schedule}: {found.get('message', found)}")
+    return found["scheduleState"]["ticks"]
