@@ -24,6 +24,7 @@ is configured, since 50 symbols a minute is beyond a free key (the settings refu
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -45,7 +46,7 @@ from stock_lakehouse.automation.schedules import REFRESH_TAG, unfinished_refresh
 from stock_lakehouse.benchmarks.session_feed import SessionFeed, bar_close
 from stock_lakehouse.benchmarks.workload import symbols
 from stock_lakehouse.ingestion.synthetic import day_bars
-from stock_lakehouse.market_calendar import EXCHANGE_TZ
+from stock_lakehouse.market_calendar import EXCHANGE_TZ, regular_close
 from stock_lakehouse.settings import API_KEY_ENV
 
 #: A Wednesday early in a month: the first tick's catch-up (the month so far) stays small.
@@ -69,8 +70,8 @@ def session_env(feed_url: str, key: str, lake: Path, syms: list[str], clock: Clo
     return {
         "STOCK_LAKEHOUSE_SOURCE": "alphavantage",
         "STOCK_LAKEHOUSE_ALPHAVANTAGE_BASE_URL": feed_url,
-        "STOCK_LAKEHOUSE_ALPHAVANTAGE_BUDGET": (
-            f'{{"per_second": 0, "per_minute": 75, "per_day": 0, "state_file": "{budget_file}"}}'
+        "STOCK_LAKEHOUSE_ALPHAVANTAGE_BUDGET": json.dumps(
+            {"per_second": 0, "per_minute": 75, "per_day": 0, "state_file": str(budget_file)}
         ),
         API_KEY_ENV: key,
         "STOCK_LAKEHOUSE_LAKE_ROOT": str(lake),
@@ -87,7 +88,8 @@ def regular_closes(symbol: str, day: date, interval: str, seed: int) -> list[dat
     """UTC closes of ``symbol``'s regular-session bars on ``day``, in order: the k-th is counted by gold's
     ``bar_count`` once it is k or more."""
     labels = [b[0] for b in day_bars(symbol, day, interval, seed=seed)]
-    regular = [lb for lb in labels if "09:30:00" <= lb[11:] < "16:00:00"]
+    close = f"{regular_close(day):%H:%M:%S}"
+    regular = [lb for lb in labels if "09:30:00" <= lb[11:] < close]
     return [bar_close(lb, interval) for lb in regular]
 
 
