@@ -198,6 +198,21 @@ def test_lag_line_says_when_the_page_read_and_how_far_the_newest_silver_bar_is_b
     assert "no bar in silver yet" in shaping.lag_line(empty, pd.Timestamp("2024-03-05 10:00"), 60)
 
 
+def test_the_page_measures_lag_against_the_deployments_clock(tmp_path, clean_env):
+    from stock_lakehouse.dashboard.app import _now_in_new_york
+    from stock_lakehouse.dashboard.data import LakeData
+    from stock_lakehouse.settings import load_settings
+
+    # A simulated session (automation.clock_*): "now" is the session's, as the schedules and sensors see it.
+    overrides = {"lake_root": str(tmp_path), "automation.clock_utc": "2024-03-05T21:00:10Z"}
+    data = LakeData.from_settings(load_settings(overrides=overrides))
+    assert _now_in_new_york(data) == pd.Timestamp("2024-03-05 16:00:10")
+    wall = LakeData.from_settings(load_settings(overrides={"lake_root": str(tmp_path)}))
+    assert abs(_now_in_new_york(wall) - pd.Timestamp.now(tz="America/New_York").tz_localize(None)) < pd.Timedelta(
+        "1min"
+    )
+
+
 def bad_bars() -> pa.Table:
     """Bars failing each kind of partition rule, with NaN and infinity kept apart from null (Arrow)."""
     nan, inf = float("nan"), float("inf")
