@@ -141,7 +141,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 auto.intraday_every_minutes,
                 settings.calendar,
                 over_budget=settings.intraday_cost_refusal(),
-                every_day=Clock.from_settings(settings).simulated,
+                every_day=Clock.from_settings(settings).running,
             ),
             build_end_of_day_schedule(LAKEHOUSE_JOB, symbols, settings.calendar, auto.end_of_day_at),
         ],

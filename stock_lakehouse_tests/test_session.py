@@ -30,13 +30,15 @@ def ny(hour: int, minute: int, second: int = 0, day: date = DAY) -> datetime:
 def test_the_clock_runs_from_its_anchor_at_its_speed():
     anchor = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
     clock = Clock(fixed_utc=ny(10, 0).isoformat(), anchor_utc=anchor.isoformat(), speed=30)
-    assert clock.simulated
+    assert clock.running and clock.tick_time(anchor) == ny(10, 0)
     assert clock.at(anchor) == ny(10, 0)
     assert clock.at(anchor + timedelta(seconds=2)) == ny(10, 1)  # 30 simulated seconds a second
     assert clock.at(anchor - timedelta(seconds=60)) == ny(9, 30)
-    assert Clock(fixed_utc=ny(10, 0).isoformat()).at(anchor) == ny(10, 0)  # no anchor: it stands still
+    fixed = Clock(fixed_utc=ny(10, 0).isoformat())
+    assert fixed.at(anchor) == ny(10, 0) and not fixed.running  # no anchor: it stands still
+    assert fixed.tick_time(anchor) == anchor  # and leaves a schedule's tick its own time
     wall = Clock()
-    assert not wall.simulated and abs((wall.now() - datetime.now(UTC)).total_seconds()) < 5
+    assert not wall.running and abs((wall.now() - datetime.now(UTC)).total_seconds()) < 5
 
 
 @pytest.fixture()
@@ -142,8 +144,7 @@ def tick(tmp_path, lake, feed_url: str, at: datetime) -> dg.DagsterInstance:
     sync_symbols(instance, ["AAA", "BBB"])
     schedule = defs.resolve_schedule_def("intraday_refresh")
     clock = {"clock": defs.resources["clock"]}
-    # The real instant of the tick does not matter: the session's clock says when it is.
-    with dg.build_schedule_context(instance, scheduled_execution_time=datetime.now(UTC), resources=clock) as context:
+    with dg.build_schedule_context(instance, scheduled_execution_time=at, resources=clock) as context:
         (request,) = schedule(context)
     assert request.tags["dagster/asset_partition_range_start"] == f"{DAY}|AAA"
     assert lakehouse_job(defs).execute_in_process(instance=instance, tags=request.tags).success

@@ -45,9 +45,15 @@ class Clock(dg.ConfigurableResource):
         return cls(fixed_utc=auto.clock_utc, anchor_utc=auto.clock_anchor_utc, speed=auto.clock_speed)
 
     @property
-    def simulated(self) -> bool:
-        """The clock is not the wall clock (then the schedules also tick on days the real market is shut)."""
-        return bool(self.fixed_utc)
+    def running(self) -> bool:
+        """A simulated session's clock (an anchor is set): the schedules then tick on every real day, since the
+        simulated day may be a trading day when the real one is not."""
+        return bool(self.fixed_utc and self.anchor_utc)
+
+    def tick_time(self, scheduled: datetime) -> datetime:
+        """A schedule tick's time: on a running clock its reading at the tick; otherwise the tick's own time
+        (a fixed clock is for the sensors, and the UI's "Test schedule" at a chosen instant means that one)."""
+        return self.at(scheduled) if self.running else scheduled
 
     def at(self, real: datetime) -> datetime:
         """The clock's reading at the real instant ``real`` (a schedule's tick time, a Delta commit)."""

@@ -2,8 +2,8 @@
 
 Each evaluation asks for today's partitions of every configured symbol, as one ranged run per group
 of neighbouring symbols (one Spark session per run). Outside the session (weekends, holidays, before
-the open, after the close) nothing runs. "Today" and "now" come from the ``Clock`` resource, so a
-simulated session's ticks ask for the simulated day.
+the open, after the close) nothing runs. On a simulated session's running ``Clock`` a tick's time
+is the clock's reading, so its ticks ask for the simulated day.
 
 A tick never starts a second writer of today's partitions: while an earlier refresh run is queued or
 running, the tick is skipped with a reason naming that run. Nothing is lost by skipping: the next tick
@@ -11,7 +11,7 @@ fetches everything published since the last refresh that landed (the live source
 """
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -82,7 +82,7 @@ def build_intraday_schedule(
     def intraday_refresh(context: dg.ScheduleEvaluationContext, clock: Clock):
         if over_budget:
             return dg.SkipReason(over_budget)
-        when = clock.at(context.scheduled_execution_time)
+        when = clock.tick_time(context.scheduled_execution_time)
         bounds = session_bounds(when.astimezone(ZoneInfo(EXCHANGE_TZ)).date(), calendar)
         if bounds is None:
             return dg.SkipReason(f"market closed on {when.astimezone(ZoneInfo(EXCHANGE_TZ)).date()}")
@@ -92,7 +92,7 @@ def build_intraday_schedule(
         busy = unfinished_refresh(context.instance)
         if busy is not None:
             return dg.SkipReason(
-                f"tick of {when:%H:%M:%S} UTC skipped: refresh run {busy.run_id[:8]} ({busy.tags.get(REFRESH_TAG)}, "
+                f"tick of {when.astimezone(UTC):%H:%M:%S} UTC skipped: refresh run {busy.run_id[:8]} ({busy.tags.get(REFRESH_TAG)}, "
                 f"{busy.status.value}) still writes today's partitions; the next tick fetches what this one "
                 "would have"
             )
@@ -114,7 +114,7 @@ def build_end_of_day_schedule(
         description=f"At {at} New York on trading days: rebuild today's partitions from the complete day.",
     )
     def end_of_day(context: dg.ScheduleEvaluationContext, clock: Clock):
-        when = clock.at(context.scheduled_execution_time)
+        when = clock.tick_time(context.scheduled_execution_time)
         if session_bounds(when.astimezone(ZoneInfo(EXCHANGE_TZ)).date(), calendar) is None:
             return dg.SkipReason("market closed today")
         return todays_run_requests(context.instance, symbols, when, "end_of_day") or dg.SkipReason(
