@@ -187,9 +187,10 @@ class AutomationSettings(BaseModel):
     #: environment variable holding the alert webhook URL (URLs often embed a token)
     alert_webhook_env: str = "STOCK_LAKEHOUSE_ALERT_WEBHOOK"
     alert_webhook_format: Literal["slack", "ntfy"] = "slack"
-    #: evaluate the schedules, sensors and the live source's "today" as of this instant (ISO 8601, UTC if no
-    #: offset) instead of the wall clock: for replays of recorded sessions and for checking a deployment's
-    #: sensors outside market hours. With ``clock_anchor_utc`` the clock runs (a simulated session).
+    #: evaluate the sensors, the live source's "today" and the dashboard's lag as of this instant (ISO 8601, UTC
+    #: if no offset) instead of the wall clock: for replays of recorded sessions and for checking a deployment's
+    #: sensors outside market hours. With ``clock_anchor_utc`` the clock runs (a simulated session) and the
+    #: schedules' ticks follow it too.
     clock_utc: str | None = None
     #: the real instant at which the clock reads ``clock_utc``; from there it runs ``clock_speed`` times as
     #: fast as the wall clock (``stock-lakehouse bench --session-minutes`` sets both)
