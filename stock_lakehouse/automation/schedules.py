@@ -92,9 +92,9 @@ def build_intraday_schedule(
         busy = unfinished_refresh(context.instance)
         if busy is not None:
             return dg.SkipReason(
-                f"tick of {when.astimezone(UTC):%H:%M:%S} UTC skipped: refresh run {busy.run_id[:8]} ({busy.tags.get(REFRESH_TAG)}, "
-                f"{busy.status.value}) still writes today's partitions; the next tick fetches what this one "
-                "would have"
+                f"tick of {when.astimezone(UTC):%H:%M:%S} UTC skipped: refresh run {busy.run_id[:8]} "
+                f"({busy.tags.get(REFRESH_TAG)}, {busy.status.value}) still writes today's partitions; the next "
+                "tick fetches what this one would have"
             )
         return todays_run_requests(context.instance, symbols, when, "intraday") or dg.SkipReason("no symbol partitions")
 
