@@ -129,6 +129,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     maintenance_job, maintenance_schedule = build_maintenance()
     # The ranged_backfill job runs this asset job: it gets it through a resource bound to these definitions.
     range_runner = RangeRunner(settings, lambda: lakehouse_job(defs))
+    resources = {**build_resources(settings), "range_runner": range_runner}
     defs = dg.Definitions(
         assets=assets,
         asset_checks=checks,
@@ -141,7 +142,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 auto.intraday_every_minutes,
                 settings.calendar,
                 over_budget=settings.intraday_cost_refusal(),
-                every_day=Clock.from_settings(settings).running,
+                every_day=resources["clock"].running,
             ),
             build_end_of_day_schedule(LAKEHOUSE_JOB, symbols, settings.calendar, auto.end_of_day_at),
         ],
@@ -153,7 +154,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             build_check_failure_sensor([key for c in checks for key in c.check_keys]),
             build_anomaly_sensor(auto.anomaly_price_change_pct, auto.anomaly_volume_multiple),
         ],
-        resources={**build_resources(settings), "range_runner": range_runner},
+        resources=resources,
         executor=dg.in_process_executor,
     )
     return defs

@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 
 from stock_lakehouse.automation.clock import Clock
-from stock_lakehouse.benchmarks.session import bar_lags, compare_one_shot, overlapping_runs, regular_closes
+from stock_lakehouse.benchmarks.session import (
+    bar_lags,
+    compare_one_shot,
+    overlapping_runs,
+    readable_since,
+    regular_closes,
+)
 from stock_lakehouse.benchmarks.session_feed import SessionFeed
 from stock_lakehouse.ingestion.sources import todays_refreshes
 from stock_lakehouse.lakehouse.reader import read_table
@@ -178,6 +184,11 @@ def test_a_session_at_a_faster_clock_loses_nothing_and_catches_up_after_a_restar
                 assert sorted(rows.ts_local.astype(str)) == [b[0] for b in published], (at, sym)
                 assert gold.loc[sym, "bar_count"] == sum(c + timedelta(seconds=5) <= at for c in regular[sym])
                 assert gold.loc[sym, "close"] == pytest.approx(float(published[-1][4]))
+    # Gold's history, as the lag bench reads it: each symbol's count of bars only grows, to the final one.
+    versions = readable_since(lake, "gold", DAY)
+    for sym in ("AAA", "BBB"):
+        counts = [c[sym] for _, c in versions if sym in c]
+        assert counts == sorted(counts) and counts[-1] == gold.loc[sym, "bar_count"] and len(set(counts)) == 4
     assert compare_one_shot(lake, tmp_path / "oneshot", ["AAA", "BBB"], DAY) == "yes"
     bronze = read_table(str(lake), "bronze", start=DAY, end=DAY)
     assert set(pd.to_datetime(bronze.fetched_at, utc=True)) <= {t.astimezone(UTC) for t in ticks}

@@ -20,6 +20,9 @@ from stock_lakehouse.automation.clock import Clock
 from stock_lakehouse.market_calendar import EXCHANGE_TZ, session_bounds
 from stock_lakehouse.partitions import SYMBOLS_PARTITIONS_NAME, contiguous_groups, rectangle_selection
 
+#: Tag of every scheduled refresh run, valued by the schedule that asked for it.
+REFRESH_TAG = "stock_lakehouse/refresh"
+
 
 def todays_run_requests(
     instance: dg.DagsterInstance, symbols: Sequence[str], when: datetime, kind: str
@@ -39,8 +42,6 @@ def todays_run_requests(
     return requests
 
 
-#: Tag of every scheduled refresh run, valued by the schedule that asked for it.
-REFRESH_TAG = "stock_lakehouse/refresh"
 _UNFINISHED = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,

@@ -93,16 +93,16 @@ def regular_closes(symbol: str, day: date, interval: str, seed: int) -> list[dat
     return [bar_close(lb, interval) for lb in regular]
 
 
-def readable_since(table_uri: str, day: date) -> list[tuple[datetime, dict[str, int]]]:
+def readable_since(lake: Path, table: str, day: date) -> list[tuple[datetime, dict[str, int]]]:
     """Per Delta version of a table, oldest first: (commit instant, ``bar_count`` per symbol on ``day``)."""
     from deltalake import DeltaTable
 
-    history = sorted(DeltaTable(table_uri).history(), key=lambda h: h["version"])
+    from stock_lakehouse.lakehouse.reader import read_table, table_path
+
+    history = sorted(DeltaTable(table_path(str(lake), table)).history(), key=lambda h: h["version"])
     out = []
     for h in history:
-        dataset = DeltaTable(table_uri, version=h["version"]).to_pyarrow_dataset()
-        rows = dataset.to_table(columns=["symbol", "trade_date", "bar_count"]).to_pandas()
-        rows = rows[pd.to_datetime(rows.trade_date).dt.date == day]
+        rows = read_table(str(lake), table, start=day, end=day, version=h["version"])
         counts = dict(zip(rows.symbol, rows.bar_count, strict=True))
         out.append((datetime.fromtimestamp(h["timestamp"] / 1000, UTC), counts))
     return out
@@ -166,7 +166,6 @@ def run_session(
     import dagster as dg
 
     from stock_lakehouse.assets.keys import ensure_writer_pools
-    from stock_lakehouse.lakehouse.reader import table_path
     from stock_lakehouse.local_processes import dagster_dev_process, engine_process
     from stock_lakehouse.partitions import sync_symbols
     from stock_lakehouse.runs.backfill import schedule_ticks, start_schedule, stop_schedule
@@ -231,7 +230,7 @@ def run_session(
         "deployment_start_s": round(started_s, 1),
     }
     for table in ("gold", "bi"):
-        lags, missing = bar_lags(readable_since(table_path(str(lake), table), day), closes, clock, window)
+        lags, missing = bar_lags(readable_since(lake, table, day), closes, clock, window)
         figures = {**_percentiles(lags), "bars": len(lags), "bars_never_readable": missing}
         if table == "bi":  # BI is written after gold: a bar is in "gold/BI" once BI has it
             realtime.update(figures)
