@@ -180,21 +180,26 @@ def wait_for_text(driver, texts, timeout=60.0) -> str:
     raise AssertionError(f"page never showed {texts}; it shows: {body[:800]}")
 
 
-def click_text(driver, text: str, last: bool = False) -> None:
+def click_text(driver, text: str, last: bool = False, timeout: float = 60.0) -> None:
     """Click the first clickable element whose own text is ``text`` (from the end with ``last``: a check's
-    Partitions tab comes after the asset's)."""
+    Partitions tab comes after the asset's), waiting up to ``timeout`` for the page to render it: the UI
+    draws its lists after its queries answer, later on a busy machine."""
     from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
 
-    elements = driver.find_elements(By.XPATH, f"//*[normalize-space(text())='{text}']")
-    for element in reversed(elements) if last else elements:
-        try:
-            element.click()
-        except WebDriverException:  # hidden or covered (a tooltip, a collapsed list)
-            continue
-        time.sleep(2)
-        return
-    raise AssertionError(f"nothing clickable labelled {text!r} on {driver.current_url}")
+    deadline = time.monotonic() + timeout
+    while True:
+        elements = driver.find_elements(By.XPATH, f"//*[normalize-space(text())='{text}']")
+        for element in reversed(elements) if last else elements:
+            try:
+                element.click()
+            except WebDriverException:  # hidden or covered (a tooltip, a collapsed list), or redrawn
+                continue
+            time.sleep(2)
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing clickable labelled {text!r} on {driver.current_url}")
+        time.sleep(1)
 
 
 def tick_log_showing(driver, page: str, text: str, timeout: float = 180.0, newest: int = 6) -> str:

@@ -36,3 +36,35 @@ def test_each_private_name_is_what_the_package_uses_it_as():
     fields = internals.AssetCheckEvaluationTargetMaterializationData.__annotations__
     assert {"storage_id", "run_id", "timestamp"} <= set(fields), fields
     assert "inst_data" not in fields and internals.ConfigurableClassData("m", "C", "{}").class_name == "C"
+
+
+def test_partition_metadata_goes_through_the_step_accumulator_and_refuses_a_stray_key():
+    """``add_partition_metadata`` writes where ``add_asset_metadata(partition_key=)`` does: the
+    materialization of each partition carries its own metadata; a key outside the run is refused by name."""
+    import dagster as dg
+    import pytest
+
+    parts = dg.StaticPartitionsDefinition(["a", "b", "c"])
+
+    class Io(dg.IOManager):
+        def handle_output(self, context: dg.OutputContext, obj) -> None:
+            with pytest.raises(ValueError, match="partition z of t is not in this run"):
+                internals.add_partition_metadata(context, {"a": {"n": 0}, "z": {"n": 9}})
+            internals.add_partition_metadata(context, {k: {"n": ord(k)} for k in context.asset_partition_keys})
+
+        def load_input(self, context):
+            raise NotImplementedError
+
+    @dg.asset(partitions_def=parts, io_manager_key="io")
+    def t() -> int:
+        return 1
+
+    result = dg.materialize(
+        [t],
+        resources={"io": Io()},
+        instance=dg.DagsterInstance.ephemeral(),
+        tags={"dagster/asset_partition_range_start": "a", "dagster/asset_partition_range_end": "b"},
+    )
+    assert result.success
+    seen = {m.partition: m.metadata["n"].value for m in result.asset_materializations_for_node("t")}
+    assert seen == {"a": ord("a"), "b": ord("b")}, seen

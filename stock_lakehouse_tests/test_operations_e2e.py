@@ -175,6 +175,14 @@ def test_ui_check_pages_agree_per_partition(deployment, spark, tmp_path, monkeyp
     from selenium.webdriver.common.by import By
 
     with chromium() as driver:
+        # The check failure alert names the broken day only, in its sensor tick's log. First: the daemon ticks
+        # every 30 s, and after the pages below (minutes on a busy machine) the alert's tick is no longer among
+        # the newest.
+        alert = "check silver_invalid_bars on silver/stock_clean failed"
+        sensor = f"{url}/locations/__repository__@stock_lakehouse/sensors/check_failure_alerts"
+        (line,) = [row for row in tick_log_showing(driver, sensor, alert).splitlines() if alert in row]
+        assert "2024-03-04|XYZ" in line and "2024-03-05" not in line and "2024-03-06" not in line, line
+        driver.save_screenshot(str(screenshot_dir / "ui-check-failure-alert.png"))
         # The lineage node of silver counts the checks that passed on every partition.
         driver.get(f"{url}/locations/__repository__@stock_lakehouse/asset-groups/silver")
         time.sleep(3)
@@ -228,12 +236,6 @@ def test_ui_check_pages_agree_per_partition(deployment, spark, tmp_path, monkeyp
         driver.get(f"{url}/assets/gold/daily_kpis?view=partitions")
         time.sleep(3)
         wait_for_text(driver, ["Materialized (8)"])
-        # The check failure alert names the broken day only, in its sensor tick's log.
-        alert = "check silver_invalid_bars on silver/stock_clean failed"
-        sensor = f"{url}/locations/__repository__@stock_lakehouse/sensors/check_failure_alerts"
-        (line,) = [row for row in tick_log_showing(driver, sensor, alert).splitlines() if alert in row]
-        assert "2024-03-04|XYZ" in line and "2024-03-05" not in line and "2024-03-06" not in line, line
-        driver.save_screenshot(str(screenshot_dir / "ui-check-failure-alert.png"))
         # Selecting a partition of silver shows that partition's own row count beside the run's total.
         driver.get(f"{url}/assets/silver/stock_clean?view=partitions")
         time.sleep(3)

@@ -24,6 +24,19 @@ def test_nvda_sample_parses_every_bar():
     assert (first.ts, first.open, first.volume) == ("2024-03-12 19:59:00", "931.3000", "20340")
 
 
+def test_a_parse_of_some_days_equals_the_whole_parse_cut_to_them():
+    """``days`` skips the other days' bars: what is kept is row for row the whole parse's rows of those
+    days, ``bar_seq`` (the position in the whole series) included; no day kept gives an empty frame."""
+    raw = NVDA_SAMPLE.read_bytes()
+    whole = parse_payload(raw, str(NVDA_SAMPLE)).bars
+    wanted = ["2024-03-01", "2024-03-12"]
+    some = parse_payload(raw, str(NVDA_SAMPLE), days=wanted).bars
+    cut = whole[whole.trade_date.astype(str).isin(wanted)]
+    assert len(some) == 2 * 960 and some.reset_index(drop=True).equals(cut.reset_index(drop=True))
+    assert some.bar_seq.iloc[0] == 0 and some.bar_seq.iloc[-1] == len(whole) - 1  # 03-12 first, 03-01 last
+    assert parse_payload(raw, str(NVDA_SAMPLE), days=["2024-02-01"]).bars.empty
+
+
 def test_duplicate_labels_in_one_payload_are_kept_in_order():
     raw = (
         b'{"Meta Data": {"2. Symbol": "X", "4. Interval": "1min", "6. Time Zone": "US/Eastern"},'

@@ -125,6 +125,43 @@ def test_a_compact_refresh_replays_a_chain_of_todays_refreshes_back_to_the_day_s
     assert todays_refreshes(holed, ny(12, 1), reach) == (False, [0, 2, 3])
 
 
+def test_a_halted_symbol_costs_one_compact_request_a_tick_not_a_catch_up(tmp_path):
+    """A symbol with nothing new (here the feed stands still while the source's clock walks on for two
+    hours): every answer repeats the last body. Each refresh still counts as a refresh of today (a ``.same``
+    marker beside the body), so no tick after the first asks for the whole month again, and each tick's
+    payloads are the day's bars, once. Before the marker, every tick from 95 minutes on was a month request."""
+    from stock_lakehouse.ingestion.config import IngestionConfig
+    from stock_lakehouse.ingestion.landing import LandingZone
+    from stock_lakehouse.ingestion.sources import AlphaVantageSource
+    from stock_lakehouse.lakehouse.lake import Lake
+
+    landing = LandingZone(lake=Lake(root=str(tmp_path / "lake")))
+    with SessionFeed(lambda: ny(10, 0, 3), KEY, seed=5, delay_seconds=5) as feed:
+        for minute in range(0, 121, 5):
+            source = AlphaVantageSource(
+                api_key=KEY,
+                base_url=feed.url,
+                per_second=0,
+                per_day=0,
+                budget_file=str(tmp_path / "budget.sqlite"),
+                landing=landing,
+                ingestion=IngestionConfig(),
+                clock=Clock(fixed_utc=(ny(10, 0, 3) + timedelta(minutes=minute)).isoformat()),
+            )
+            fetched = list(source.fetch({"AAA": [DAY]}, "1min"))
+            bars = pd.concat([parsed.bars for _, parsed in fetched])
+            day = bars[bars.trade_date.astype(str) == str(DAY)].ts.astype(str)
+            assert (day.min()[:19], day.max()[:19], day.nunique()) == (
+                "2024-03-06 04:00:00",
+                "2024-03-06 09:58:00",
+                359,
+            )
+        assert dict(feed.requests) == {"month": 1, "compact": 24}
+    folder = tmp_path / "lake" / LandingZone.folder("TIME_SERIES_INTRADAY", "AAA", "1min", "2024-03")
+    names = sorted(p.name for p in folder.iterdir())
+    assert sum(n.endswith(".json") for n in names) == 2 and sum(n.endswith(".same") for n in names) == 23, names
+
+
 def test_overlapping_runs_are_counted():
     assert overlapping_runs([(0, 50), (60, 110), (120, 170)]) == 0
     assert overlapping_runs([(0, 70), (60, 110), (120, 170)]) == 1

@@ -5,9 +5,15 @@ Path: ``<root>/landing/<function>/<symbol>/<interval>/<month>/<fetched_at>_<fing
 on a local folder or an ``s3a://`` root. A body already landed in the same folder is not written again,
 so replaying the same recordings on every run does not grow the zone. The live source looks payloads up
 here to avoid re-fetching complete months.
+
+A refresh whose body is already landed (a halted symbol, a quiet market: nothing new since the last fetch)
+still says when it was fetched, in an empty marker ``<fetched_at>_<fingerprint>_<sha256[:16]>.same``
+beside the body: the live source replays today's refreshes by fetch time, and without the marker a
+symbol that stopped trading would look unrefreshed and cost a whole-month catch-up request on every tick.
 """
 
 import re
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -18,6 +24,7 @@ from stock_lakehouse.lakehouse.object_store import ObjectFiles
 from stock_lakehouse.symbols import validate_interval, validate_month, validate_symbol
 
 _STAMP = "%Y%m%dT%H%M%S%fZ"
+_SAME = ".same"
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -49,29 +56,34 @@ class LandingZone(dg.ConfigurableResource):
             )
         )
 
-    def store(self, payload: Payload, parsed: ParsedPayload, month: str | None = None) -> str:
+    def store(self, payload: Payload, parsed: ParsedPayload, month: str | None = None, restamp: bool = False) -> str:
         """Keep ``payload.raw`` and return its URI (the one bronze rows point to).
 
         Args:
             month: the landing month (``YYYY-MM``); default ``payload.month``, else the month of the
                 payload's last refresh.
+            restamp: when the body is already landed, record this fetch's time in a ``.same`` marker
+                (module docstring); ``stamps`` lists it and ``read`` reads the body it stands for.
         """
         month = month or payload.month or (parsed.last_refreshed or payload.fetched_at.isoformat())[:7]
         folder = self.folder(parsed.function, parsed.symbol, parsed.interval, month)
         files = self._files()
         digest = payload.sha256[:16]
         existing = [n for n in files.list(folder) if n.rsplit(".", 1)[0].endswith(f"_{digest}")]
-        if existing:
-            return files.uri(f"{folder}/{existing[0]}")
+        stem = f"{payload.fetched_at.astimezone(UTC).strftime(_STAMP)}_{payload.request_fingerprint}_{digest}"
+        bodies = [n for n in existing if not n.endswith(_SAME)]
+        if bodies:
+            if restamp and f"{stem}{_SAME}" not in existing:
+                files.put(f"{folder}/{stem}{_SAME}", b"")
+            return files.uri(f"{folder}/{bodies[0]}")
         ext = "json" if payload.raw.lstrip()[:1] in (b"{", b"[") else "csv"
-        name = f"{payload.fetched_at.astimezone(UTC).strftime(_STAMP)}_{payload.request_fingerprint}_{digest}.{ext}"
-        return files.put(f"{folder}/{name}", payload.raw)
+        return files.put(f"{folder}/{stem}.{ext}", payload.raw)
 
     def stamps(
         self, function: str, symbol: str, interval: str, month: str, fingerprint: str
     ) -> list[tuple[datetime, str]]:
-        """``(fetched_at, name)`` of one request's landed payloads (by fingerprint), oldest fetch first, from
-        the file names alone: a caller picks what to read before paying for reading and parsing it."""
+        """``(fetched_at, name)`` of one request's landed payloads and ``.same`` markers (by fingerprint), oldest
+        fetch first, from the file names alone: a caller picks what to read before paying for reading it."""
         folder = self.folder(function, symbol, interval, month)
         out = []
         for name in self._files().list(folder):
@@ -80,23 +92,37 @@ class LandingZone(dg.ConfigurableResource):
                 out.append((datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC), name))
         return sorted(out)
 
-    def read(self, function: str, symbol: str, interval: str, month: str, name: str) -> tuple[Payload, ParsedPayload]:
-        """One landed payload (a name from ``stamps``), parsed and checked against its request."""
+    def read(
+        self, function: str, symbol: str, interval: str, month: str, name: str, days: Collection[str] | None = None
+    ) -> tuple[Payload, ParsedPayload]:
+        """One landed payload (a name from ``stamps``), parsed and checked against its request; a ``.same``
+        marker reads the body it stands for, fetched at the marker's time. With ``days`` (``YYYY-MM-DD``), a
+        JSON body's bars of other days are skipped unparsed (``parse_payload``): it was parsed whole when
+        it landed."""
         folder = self.folder(function, symbol, interval, month)
         files = self._files()
         stamp, _, rest = name.partition("_")
-        raw = files.get(f"{folder}/{name}")
+        body = name
+        if name.endswith(_SAME):
+            digest = name[: -len(_SAME)].rsplit("_", 1)[-1]
+            bodies = [
+                n for n in files.list(folder) if not n.endswith(_SAME) and n.rsplit(".", 1)[0].endswith(f"_{digest}")
+            ]
+            if not bodies:
+                raise FileNotFoundError(f"{files.uri(f'{folder}/{name}')}: no landed body with hash {digest} beside it")
+            body = bodies[0]
+        raw = files.get(f"{folder}/{body}")
         payload = Payload(
             raw=raw,
-            origin=files.uri(f"{folder}/{name}"),
+            origin=files.uri(f"{folder}/{body}"),
             source="alphavantage",
             fetched_at=datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC),
             request_fingerprint=rest.split("_", 1)[0],
             month=month,
         )
-        if name.endswith(".csv"):
+        if body.endswith(".csv"):
             parsed = parse_csv_payload(raw, payload.origin, symbol=symbol, function=function, interval=interval)
         else:
-            parsed = parse_payload(raw, payload.origin, expected_symbol=symbol)
+            parsed = parse_payload(raw, payload.origin, expected_symbol=symbol, days=days)
         parsed.expect(function, symbol, interval, payload.origin)
         return payload, parsed

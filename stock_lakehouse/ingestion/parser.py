@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -131,13 +132,19 @@ def peek_meta(raw: bytes) -> tuple[str, str] | None:
         return None
 
 
-def parse_payload(raw: bytes, origin: str, *, expected_symbol: str | None = None) -> ParsedPayload:
+def parse_payload(
+    raw: bytes, origin: str, *, expected_symbol: str | None = None, days: Collection[str] | None = None
+) -> ParsedPayload:
     """Parse a JSON time-series payload.
 
     Args:
         raw: the body, byte for byte.
         origin: where it came from (file or request description), used in error messages.
         expected_symbol: for live requests, the symbol asked for (named in API error messages).
+        days: keep only the bars of these days (``YYYY-MM-DD``, a label's first ten characters), each with
+            its position in the whole series as ``bar_seq``; bars of other days are not checked. For bodies
+            parsed whole before (landed payloads): a tick that replays the day-so-far month payload needs
+            one day of its 13,000-odd bars, and building their frame is most of the parse.
 
     Raises:
         MalformedPayloadError: not JSON, or no ``Meta Data``/series, or a bar that is not an object.
@@ -180,7 +187,7 @@ def parse_payload(raw: bytes, origin: str, *, expected_symbol: str | None = None
         interval,
         time_zone,
         last_refreshed,
-        _bars_frame(raw, series_key, top[series_key], symbol, origin),
+        _bars_frame(raw, series_key, top[series_key], symbol, origin, keep_days=days),
     )
 
 
@@ -196,8 +203,15 @@ def _series_pairs(raw: bytes, series_key: str, series: dict) -> list[tuple[str, 
     return [(label, bar.as_dict() if isinstance(bar, _Pairs) else bar) for label, bar in top.get(series_key)]
 
 
-def _bars_frame(raw: bytes, series_key: str, series: dict, symbol: str, origin: str) -> pd.DataFrame:
+def _bars_frame(
+    raw: bytes, series_key: str, series: dict, symbol: str, origin: str, keep_days: Collection[str] | None = None
+) -> pd.DataFrame:
     pairs = _series_pairs(raw, series_key, series)
+    positions: Sequence[int] = range(len(pairs))
+    if keep_days is not None:
+        keep = set(keep_days)
+        positions = [i for i, (label, _) in enumerate(pairs) if label[:10] in keep]
+        pairs = [pairs[i] for i in positions]
     labels = [label for label, _ in pairs]
     bars = [bar for _, bar in pairs]
     for label, bar in pairs:
@@ -219,7 +233,7 @@ def _bars_frame(raw: bytes, series_key: str, series: dict, symbol: str, origin: 
             "symbol": symbol,
             "trade_date": days.dt.date,
             "ts": label_s.where(label_s.str.len() > 10, label_s + " 00:00:00"),
-            "bar_seq": range(len(labels)),
+            "bar_seq": positions,
         }
     )
     for api_name, col in BAR_FIELDS.items():

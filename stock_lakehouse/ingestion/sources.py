@@ -314,12 +314,13 @@ class AlphaVantageSource(BarSource):
                 folder_month = month or today.strftime("%Y-%m")
                 request = self.request_for(symbol, interval, month)
                 where = (request.function, symbol, interval, folder_month)
+                wanted = [d.isoformat() for d in group]  # a landed body's other days are not parsed again
                 replay: list[Fetched] = []
                 if month is not None and not self.refresh:
                     complete_after = datetime.combine(max(group), time(20, 0), ZoneInfo(EXCHANGE_TZ))
                     covering = [n for t, n in self.landing.stamps(*where, request.fingerprint) if t >= complete_after]
                     if covering:
-                        yield self.landing.read(*where, covering[-1])
+                        yield self.landing.read(*where, covering[-1], days=wanted)
                         continue
                 if month is None and self.latest_outputsize == "compact":
                     # Only today's refreshes can hold today's bars; their file names say when they were fetched.
@@ -333,10 +334,10 @@ class AlphaVantageSource(BarSource):
                     whole_day, picked = todays_refreshes([(t, full) for t, full, _ in landed], now, reach)
                     if whole_day:
                         request = catch_up
-                    replay = [self.landing.read(*where, landed[i][2]) for i in picked]
+                    replay = [self.landing.read(*where, landed[i][2], days=wanted) for i in picked]
                 payload, parsed = client.fetch(request)
                 payload = replace(payload, month=folder_month, fetched_at=now)
-                self.landing.store(payload, parsed)
+                self.landing.store(payload, parsed, restamp=month is None)
                 yield from replay  # silver keeps, per bar, the one from the newest response
                 yield payload, parsed
 

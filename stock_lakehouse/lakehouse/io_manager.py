@@ -22,6 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from stock_lakehouse.dagster_internals import add_partition_metadata
 from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.lakehouse.lake import Lake
 from stock_lakehouse.lakehouse.schemas import PARTITION_COLUMNS
@@ -312,14 +313,11 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         freshness, not the write's) and what happened to it (``written``; ``kept``: the source had no rows;
         ``withheld``: quality gate)."""
         if len(parts) > MAX_PARTITION_RESULTS:
-            # add_asset_metadata checks each key against the run's whole key range (a partitions lookup per
-            # call): quadratic in a large backfill. Such runs keep the run's totals only, like their checks.
+            # One event per partition: a large backfill keeps the run's totals only, like its checks.
             return
-        # OutputContext.step_context is not public API; add_asset_metadata(partition_key=) is how Dagster
-        # gives partitions of one ranged output their own metadata (checked with Dagster 1.13).
-        step = context.step_context
         kept_set, withheld_set = set(kept), set(withheld)
         previews = self._previews(short_name(context.asset_key), [p for p in parts if p not in withheld_set])
+        per_partition: dict[str, dict[str, Any]] = {}
         for part in parts:
             rows, newest = stats.get((part.symbol, part.trade_date), (0, None))
             meta: dict[str, Any] = {
@@ -330,7 +328,8 @@ class DeltaIOManager(dg.ConfigurableIOManager):
                 meta["newest_bar_utc"] = dg.MetadataValue.timestamp(newest.replace(tzinfo=UTC))
             if part in previews:
                 meta["preview"] = dg.MetadataValue.md(previews[part])
-            step.add_asset_metadata(meta, asset_key=context.asset_key, partition_key=part.key)
+            per_partition[part.key] = meta
+        add_partition_metadata(context, per_partition)
 
     def _previews(self, table: str, parts: Sequence[BarPartition]) -> dict[BarPartition, str]:
         """The first rows of each partition as Markdown, with the command that prints them all; only for
