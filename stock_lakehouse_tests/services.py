@@ -156,24 +156,36 @@ def chromium() -> Iterator[object]:
 
 
 def dismiss_community_dialog(driver) -> None:
-    """Skip the "Join the Dagster community" dialog the UI shows on a first visit."""
+    """Skip the "Join the Dagster community" dialog the UI shows on a first visit. The page may redraw while
+    its buttons are read (a button gone stale): read them again, a few times."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
 
-    for button in driver.find_elements(By.TAG_NAME, "button"):
-        if button.text.strip() == "Skip":
-            button.click()
-            time.sleep(0.5)
+    for _ in range(5):
+        try:
+            for button in driver.find_elements(By.TAG_NAME, "button"):
+                if button.text.strip() == "Skip":
+                    button.click()
+                    time.sleep(0.5)
+                    return
             return
+        except WebDriverException:
+            time.sleep(1)
 
 
 def wait_for_text(driver, texts, timeout=60.0) -> str:
     """The page's text once it shows every one of ``texts``; fails with what it shows instead."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
 
     deadline = time.monotonic() + timeout
     body = ""
     while time.monotonic() < deadline:
-        body = driver.find_element(By.TAG_NAME, "body").text
+        try:
+            body = driver.find_element(By.TAG_NAME, "body").text
+        except WebDriverException:  # the page redrew while its text was read
+            time.sleep(1)
+            continue
         if all(t in body for t in texts):
             return body
         time.sleep(1)
