@@ -27,6 +27,11 @@ _STAMP = "%Y%m%dT%H%M%S%fZ"
 _SAME = ".same"
 
 
+def _bodies(names: list[str], digest: str) -> list[str]:
+    """The landed bodies among a folder's ``names`` whose sha256 starts with ``digest`` (markers aside)."""
+    return [n for n in names if not n.endswith(_SAME) and n.rsplit(".", 1)[0].endswith(f"_{digest}")]
+
+
 class LandingZone(dg.ConfigurableResource):
     """Raw payload storage beside the tables.
 
@@ -69,11 +74,11 @@ class LandingZone(dg.ConfigurableResource):
         folder = self.folder(parsed.function, parsed.symbol, parsed.interval, month)
         files = self._files()
         digest = payload.sha256[:16]
-        existing = [n for n in files.list(folder) if n.rsplit(".", 1)[0].endswith(f"_{digest}")]
+        names = files.list(folder)
         stem = f"{payload.fetched_at.astimezone(UTC).strftime(_STAMP)}_{payload.request_fingerprint}_{digest}"
-        bodies = [n for n in existing if not n.endswith(_SAME)]
+        bodies = _bodies(names, digest)
         if bodies:
-            if restamp and f"{stem}{_SAME}" not in existing:
+            if restamp and f"{stem}{_SAME}" not in names:
                 files.put(f"{folder}/{stem}{_SAME}", b"")
             return files.uri(f"{folder}/{bodies[0]}")
         ext = "json" if payload.raw.lstrip()[:1] in (b"{", b"[") else "csv"
@@ -105,9 +110,7 @@ class LandingZone(dg.ConfigurableResource):
         body = name
         if name.endswith(_SAME):
             digest = name[: -len(_SAME)].rsplit("_", 1)[-1]
-            bodies = [
-                n for n in files.list(folder) if not n.endswith(_SAME) and n.rsplit(".", 1)[0].endswith(f"_{digest}")
-            ]
+            bodies = _bodies(files.list(folder), digest)
             if not bodies:
                 raise FileNotFoundError(f"{files.uri(f'{folder}/{name}')}: no landed body with hash {digest} beside it")
             body = bodies[0]
