@@ -10,7 +10,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from stock_lakehouse.lakehouse.reader import read_table, table_path
-from stock_lakehouse.lakehouse.spark import sessions_started
+from stock_lakehouse.lakehouse.spark import INTERPRETED, SMALL_RUN_PARTITIONS, SparkResource, sessions_started
 from stock_lakehouse.runs.materialize import run_materialize
 from stock_lakehouse_tests.conftest import NVDA_SAMPLE
 from stock_lakehouse_tests.reference import assert_frames_close, bars_from_json, bi_reference, gold_reference
@@ -50,11 +50,15 @@ def test_replay_gold_and_bi_equal_the_definitions(spark, lake, dagster_home, cle
     replay = tmp_path / "recordings" / "any" / "depth"
     replay.mkdir(parents=True)
     shutil.copy(NVDA_SAMPLE, replay / "whatever-name.json")
+    SparkResource().session_for_run(SMALL_RUN_PARTITIONS + 1)  # the session's own settings, as a large run's
+    assert spark.conf.get("spark.sql.codegen.wholeStage") != "false"
     summary = materialize(
         lake, ["NVDA"], "2024-03-01", "2024-03-12", source="replay", replay_dir=str(replay.parents[1])
     )
     assert summary.rows == {"bronze": 7680, "silver": 7680, "gold": 8, "bi": 8, "signals": 8}
     assert len(summary.runs) == 1
+    # A run of 8 partitions ran its queries with Spark's interpreter, and its tables equal the reference's.
+    assert {k: spark.conf.get(k) for k in INTERPRETED} == INTERPRETED
     bars = bars_from_json(NVDA_SAMPLE)
     expected_gold = gold_reference(bars)
     assert_frames_close(read_table(str(lake), "gold"), expected_gold, GOLD_COLUMNS)
@@ -63,6 +67,22 @@ def test_replay_gold_and_bi_equal_the_definitions(spark, lake, dagster_home, cle
     bronze = read_table(str(lake), "bronze")
     landed = set(bronze.payload_uri)
     assert len(landed) == 1 and Path(next(iter(landed))).read_bytes() == NVDA_SAMPLE.read_bytes()
+
+
+def test_a_large_run_gets_the_sessions_own_settings_back_and_a_users_choice_stays(spark):
+    res, large = SparkResource(), SMALL_RUN_PARTITIONS + 1
+    res.session_for_run(large)
+    own = {k: spark.conf.get(k, None) for k in INTERPRETED}
+    assert own["spark.sql.codegen.wholeStage"] != "false"
+    assert res.session_for_run(SMALL_RUN_PARTITIONS) is spark
+    assert {k: spark.conf.get(k) for k in INTERPRETED} == INTERPRETED
+    res.session_for_run(large)
+    assert {k: spark.conf.get(k, None) for k in INTERPRETED} == own
+    # A key set in the resource's conf is the user's: no run size changes it.
+    SparkResource(conf={"spark.sql.codegen.wholeStage": "true"}).session_for_run(1)
+    assert spark.conf.get("spark.sql.codegen.wholeStage", None) == own["spark.sql.codegen.wholeStage"]
+    assert spark.conf.get("spark.sql.codegen.factoryMode") == "NO_CODEGEN"
+    res.session_for_run(large)
 
 
 def test_rerun_is_idempotent_and_touches_only_its_partitions(spark, lake, dagster_home, clean_env):

@@ -99,8 +99,10 @@ class DeltaIOManager(dg.ConfigurableIOManager):
     worker: dg.ResourceDependency[RunWorker]
     ingestion: dg.ResourceDependency[IngestionConfig]
 
-    def _session(self) -> SparkSession:
-        return self.lake.configure_spark(self.spark.get_session())
+    def _session(self, context: dg.OutputContext | dg.InputContext) -> SparkSession:
+        """The run's session, set up for the step's number of partitions (``SparkResource.session_for_run``):
+        every step reads or writes through here before its queries run."""
+        return self.lake.configure_spark(self.spark.session_for_run(len(context.asset_partition_keys)))
 
     def _partitions(self, context: dg.OutputContext | dg.InputContext) -> list[BarPartition]:
         return parse_keys(context.asset_partition_keys)
@@ -163,7 +165,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         write = obj if isinstance(obj, TableWrite) else TableWrite(obj)
         obj = write.df
         uri = self.lake.table_uri(context.asset_key)
-        spark = self._session()
+        spark = self._session(context)
         kept = self._present(spark, uri, write.keep_if_present)
         untouched = set(kept) | set(write.skip)
         run_parts = self._partitions(context)
@@ -350,7 +352,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> DataFrame:
         uri = self.lake.table_uri(context.asset_key)
-        spark = self._session()
+        spark = self._session(context)
         parts = self._partitions(context)
         if not self.lake.has_table(uri):
             raise FileNotFoundError(

@@ -20,6 +20,7 @@ import dagster as dg
 
 from stock_lakehouse.ingestion.config import IngestionConfig
 from stock_lakehouse.lakehouse.frames import DataFrame
+from stock_lakehouse.lakehouse.spark import SMALL_RUN_PARTITIONS
 from stock_lakehouse.partitions import BarPartition, describe_span, parse_keys
 from stock_lakehouse.quality.gates import QualityGate, Verdict
 from stock_lakehouse.quality.partition_results import (
@@ -55,9 +56,6 @@ class PlainCheck:
 
 
 MAX_LISTED_PARTITIONS = 50
-#: A run of at most this many partitions (a click, a schedule tick of 50 symbols) has its table cached for the
-#: checks (see ``evaluate_all``): tens of thousands of bars at most.
-CACHED_RUN_PARTITIONS = 100
 #: Tables whose partitions silver's row-quality gate can withhold (they keep their previous rows).
 WITHHELD_LAYERS = ("gold", "bi", "signals")
 
@@ -280,12 +278,13 @@ def build_soda_checks(
             context.log.info(f"{asset_key.to_user_string()}: checks skipped, market closed ({describe_span(parts)})")
             return
         # Cache when the table is read by more than the Soda scan (silver: the gate's grouped query and the
-        # regular-bars check), or when the run is small. Measured on W1's 1M bars: caching bronze for the scan
-        # alone cost 13-23 s against 5-9 s uncached (the scan reads few columns; the cache builds all 19);
-        # silver, read three times, took 18-27 s cached against 26-34 s uncached. A small run's scan is all
-        # per-query cost: each query over the Delta table plans a data-skipping job, one over the cache does not.
+        # regular-bars check), or when the run is small (a click, a tick: tens of thousands of bars at most).
+        # Measured on W1's 1M bars: caching bronze for the scan alone cost 13-23 s against 5-9 s uncached (the
+        # scan reads few columns; the cache builds all 19); silver, read three times, took 18-27 s cached against
+        # 26-34 s uncached. A small run's scan is all per-query cost: each query over the Delta table plans a
+        # data-skipping job, one over the cache does not.
         cached = bool(
-            suite.partition_rules or any(c.reads_table for c in plain_checks) or len(parts) <= CACHED_RUN_PARTITIONS
+            suite.partition_rules or any(c.reads_table for c in plain_checks) or len(parts) <= SMALL_RUN_PARTITIONS
         )
         if cached:
             table = table.cache()
