@@ -1,6 +1,7 @@
 """End to end through the Dagster job: real Spark, real Delta tables in a temporary folder."""
 
 import shutil
+import weakref
 from datetime import date
 from pathlib import Path
 
@@ -69,20 +70,39 @@ def test_replay_gold_and_bi_equal_the_definitions(spark, lake, dagster_home, cle
     assert len(landed) == 1 and Path(next(iter(landed))).read_bytes() == NVDA_SAMPLE.read_bytes()
 
 
-def test_a_large_run_gets_the_sessions_own_settings_back_and_a_users_choice_stays(spark):
+#: Values of INTERPRETED's keys that compile: the tests' JVMs evaluate expressions interpreted (spark-conf/), so
+#: the test gives its session these as its own settings, for each switch to show.
+COMPILED = {"spark.sql.codegen.wholeStage": "true", "spark.sql.codegen.factoryMode": "FALLBACK"}
+
+
+def test_a_large_run_gets_the_sessions_own_settings_back_and_a_users_choice_stays(spark, monkeypatch):
+    from stock_lakehouse.lakehouse import spark as spark_module
+
+    def settings() -> dict[str, str | None]:
+        return {k: spark.conf.get(k, None) for k in INTERPRETED}
+
+    before = settings()
+    monkeypatch.setattr(spark_module, "_session_defaults", weakref.WeakKeyDictionary())  # nothing recorded yet
+    for key, value in COMPILED.items():
+        spark.conf.set(key, value)
     res, large = SparkResource(), SMALL_RUN_PARTITIONS + 1
-    res.session_for_run(large)
-    own = {k: spark.conf.get(k, None) for k in INTERPRETED}
-    assert own["spark.sql.codegen.wholeStage"] != "false"
-    assert res.session_for_run(SMALL_RUN_PARTITIONS) is spark
-    assert {k: spark.conf.get(k) for k in INTERPRETED} == INTERPRETED
-    res.session_for_run(large)
-    assert {k: spark.conf.get(k, None) for k in INTERPRETED} == own
-    # A key set in the resource's conf is the user's: no run size changes it.
-    SparkResource(conf={"spark.sql.codegen.wholeStage": "true"}).session_for_run(1)
-    assert spark.conf.get("spark.sql.codegen.wholeStage", None) == own["spark.sql.codegen.wholeStage"]
-    assert spark.conf.get("spark.sql.codegen.factoryMode") == "NO_CODEGEN"
-    res.session_for_run(large)
+    try:
+        assert res.session_for_run(SMALL_RUN_PARTITIONS) is spark
+        assert settings() == INTERPRETED
+        res.session_for_run(large)
+        assert settings() == COMPILED
+        # A key set in the resource's conf is the user's: no run size changes it; the other key still switches.
+        for mine in INTERPRETED:
+            SparkResource(conf={mine: COMPILED[mine]}).session_for_run(1)
+            assert settings() == {**INTERPRETED, mine: COMPILED[mine]}
+            res.session_for_run(large)
+            assert settings() == COMPILED
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def test_rerun_is_idempotent_and_touches_only_its_partitions(spark, lake, dagster_home, clean_env):

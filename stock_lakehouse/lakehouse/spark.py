@@ -86,16 +86,14 @@ _sessions_started = 0
 
 #: A run of at most this many partitions (a click, a schedule tick of 50 symbols: up to tens of thousands of
 #: bars) runs its queries with Spark's interpreter (``INTERPRETED``); a larger one with Spark's generated code.
-#: Why: on small data, generating and compiling Java for every query is most of the query's cost. A warm
-#: session's 1 symbol x 1 day run, measured interleaved in one process (12 runs): median 26.0 s with generated
-#: code, 20.4 s interpreted; large backfills gain from compiled code (see the README's ``spark.conf``).
+#: Why: on small data, generating and compiling Java for every query is most of the query's cost; large
+#: backfills gain from compiled code (figures in the README's section on ``spark.conf``).
 SMALL_RUN_PARTITIONS = 100
 #: Whole-stage code generation off, and expressions evaluated by Spark's interpreter. ``factoryMode`` is an
 #: internal Spark setting; Spark's own test suites run every expression both ways and expect the same values.
 INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
-#: Per session: the values of INTERPRETED's keys before a run changed them, and the values set since.
+#: Per session: the values of INTERPRETED's keys before a run changed them.
 _session_defaults: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_session_applied: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def ivy_dir() -> Path:
@@ -251,20 +249,16 @@ class SparkResource(dg.ConfigurableResource):
         session = self.get_session()
         small = partitions <= SMALL_RUN_PARTITIONS
         defaults = _session_defaults.setdefault(session, {})
-        applied = _session_applied.setdefault(session, {})
         for key in INTERPRETED:
             if key in self.conf:
                 continue
             if key not in defaults:
                 defaults[key] = session.conf.get(key, None)
             value = INTERPRETED[key] if small else defaults[key]
-            if key in applied and applied[key] == value:
-                continue  # over the engine each change is a round trip
             if value is None:
                 session.conf.unset(key)
             else:
                 session.conf.set(key, value)
-            applied[key] = value
         return session
 
     def get_session(self, conf: dict[str, Any] | None = None) -> SparkSession:
