@@ -11,16 +11,20 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import pandas as pd
 
 from stock_lakehouse.engine.server import DEFAULT_PORT as ENGINE_PORT
 from stock_lakehouse.lakehouse.tables import TABLES, VIEWS, sql_name
 from stock_lakehouse.runs.instance_home import open_instance
-from stock_lakehouse.runs.materialize import LAYERS, MaterializeError, Summary, run_materialize
 from stock_lakehouse.settings import PACKAGE_DIR, Settings, SettingsError, config_file_path, load_settings
 from stock_lakehouse.symbols import validate_symbols
+
+if TYPE_CHECKING:  # imported where used: the run service and pandas take ~2 s, which `--help` and errors need not pay
+    import pandas as pd
+
+    from stock_lakehouse.runs.materialize import Summary
 
 DEMO_SYMBOLS = ("NVDA",)
 DEMO_START, DEMO_END = "2024-03-01", "2024-03-12"
@@ -97,6 +101,7 @@ def _settings(**overrides: object) -> Settings:
 
 
 def _materialize_and_report(symbols, start, end, overrides) -> None:
+    from stock_lakehouse.runs.materialize import LAYERS, MaterializeError, run_materialize
     from stock_lakehouse.runs.progress import RunProgress
     from stock_lakehouse.runs.root_cause import exception_root_cause
 
@@ -312,6 +317,8 @@ def _echo_frame(df: pd.DataFrame, fmt: str) -> None:
     elif fmt == "json":
         click.echo(df.to_json(orient="records", date_format="iso"))
     else:
+        import pandas as pd
+
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             click.echo(df.to_string(index=False) if len(df) else "(no rows)")
 
