@@ -21,7 +21,8 @@ from stock_lakehouse.runs.instance_home import open_instance
 from stock_lakehouse.settings import PACKAGE_DIR, Settings, SettingsError, config_file_path, load_settings
 from stock_lakehouse.symbols import validate_symbols
 
-if TYPE_CHECKING:  # imported where used: the run service and pandas take ~2 s, which `--help` and errors need not pay
+# The run service (with Dagster's storage modules, ~1.7 s) is imported where used: `--help` and errors need not pay.
+if TYPE_CHECKING:
     import pandas as pd
 
     from stock_lakehouse.runs.materialize import Summary
