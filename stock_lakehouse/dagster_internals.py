@@ -12,8 +12,8 @@ What each name is for:
   materialization (``quality/partition_results.py``; partitioned checks are a preview in 1.13).
 - ``JobFailureData``, ``RunFailureReason``, ``PARENT_RUN_ID_TAG``: failing a dead run as Dagster would
   (``recovery.py``).
-- The SQLite event log storage, its tables and helpers: ``event_storage.py`` subclasses Dagster's
-  storage to batch writes and store compact check plans.
+- The SQLite event log storage, its tables, helpers and busy timeout: ``event_storage.py`` subclasses
+  Dagster's storage to batch writes, keep connections and store compact check plans.
 - ``add_partition_metadata``: each partition of a ranged output gets its own metadata (``io_manager.py``),
   through the step's private metadata accumulator.
 """
@@ -31,10 +31,12 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 from dagster._core.storage.sqlalchemy_compat import db_result
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG
 from dagster._serdes import ConfigurableClassData, serialize_value
 
 __all__ = [
+    "SQLITE_BUSY_TIMEOUT_SECONDS",
     "add_partition_metadata",
     "IMPLICIT_ASSET_JOB_NAME",
     "PARENT_RUN_ID_TAG",

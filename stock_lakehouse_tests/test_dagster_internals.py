@@ -26,11 +26,18 @@ def test_each_private_name_is_what_the_package_uses_it_as():
         "store_event_batch",
         "_store_asset_check_evaluation_planned",
         "from_config_value",
+        "_connect",
+        "_initdb",
+        "conn_string_for_shard",
+        "has_table",
+        "wipe",
+        "dispose",
     )
     for method in overridden:
         assert callable(getattr(internals.SqliteEventLogStorage, method, None)), method
     for table in (internals.AssetCheckExecutionsTable, internals.SqlEventLogStorageTable):
         assert "run_id" in table.c, table
+    assert isinstance(internals.SQLITE_BUSY_TIMEOUT_SECONDS, int | float)
     assert callable(internals.db_result) and callable(internals.serialize_value)
     assert internals.serialize_value({"a": 1}) == '{"a": 1}'
     fields = internals.AssetCheckEvaluationTargetMaterializationData.__annotations__

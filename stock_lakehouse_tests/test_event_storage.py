@@ -3,8 +3,12 @@
 plans that no longer repeat the run's partition list in every row, and no materialization of a partition
 its run reported empty. No Spark: a small asset job."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
 import pytest
+import sqlalchemy
 import yaml
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 
@@ -13,6 +17,7 @@ from stock_lakehouse.runs.event_storage import (
     EVENT_BATCH_SIZE,
     PostgresEventLogStorage,
     SqliteEventLogStorage,
+    event_log_dir,
     instance_yaml,
 )
 from stock_lakehouse.runs.instance_home import write_instance_config
@@ -249,6 +254,53 @@ def test_an_instance_opened_from_another_home_reads_its_own_events(homes, tmp_pa
     with dg.DagsterInstance.from_config(str(homes["ours"])) as instance:
         assert len(instance.fetch_materializations(dg.AssetKey("bars"), limit=10).records) == 2
         assert any(e.dagster_event and e.dagster_event.is_step_success for e in instance.all_logs(run_id))
+
+
+@contextmanager
+def _connects() -> Iterator[list[str]]:
+    """The database files SQLite connections are opened to meanwhile (any engine in this process)."""
+    opened: list[str] = []
+
+    def on_connect(dbapi_conn, _record) -> None:
+        opened.append(dbapi_conn.execute("PRAGMA database_list").fetchone()[2])
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "connect", on_connect)
+    try:
+        yield opened
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.engine.Engine, "connect", on_connect)
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_a_run_keeps_one_connection_per_database_file_where_it_batches(homes, monkeypatch, batching):
+    """Where events are batched (run workers, the CLI) the storage keeps a connection per file: a run opens
+    its own file and the index once each instead of several times per event, and a reader with Dagster's
+    own storage (the webserver's way, which keeps none) sees every event. Without batching, Dagster's way."""
+    if not batching:
+        monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE")
+    monkeypatch.setenv("DAGSTER_HOME", str(homes["ours"]))
+    with dg.DagsterInstance.from_config(str(homes["ours"])) as instance:
+        _ranged(instance, "2024-03-01|S00", "2024-03-01|S00")  # creates the index and a first run's file
+        with _connects() as opened:
+            run_id = _ranged(instance, "2024-03-01|S00", "2024-03-05|S11").run_id
+        storage = instance.event_log_storage
+        kept = set(storage._engines)  # noqa: SLF001
+    folder = event_log_dir(homes["ours"]).resolve()
+    run_file, index = opened.count(str(folder / f"{run_id}.db")), opened.count(str(folder / "index.db"))
+    if batching:
+        assert {"index", run_id} <= kept and len(kept) <= SqliteEventLogStorage.KEEP
+        # the new file: one connection, and one more while Dagster creates its tables; the index's was kept
+        assert run_file <= 2 and index == 0, (run_file, index)
+    else:
+        assert kept == set()
+        assert run_file > 20 and index > 20, (run_file, index)
+    assert not storage._engines  # noqa: SLF001 (closed with the instance)
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
+    (homes["ours"] / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with dg.DagsterInstance.from_config(str(homes["ours"])) as reader:
+        assert type(reader.event_log_storage) is not SqliteEventLogStorage
+        assert len(reader.fetch_materializations(dg.AssetKey("bars"), limit=100).records) == 61
+        assert any(e.dagster_event and e.dagster_event.is_step_success for e in reader.all_logs(run_id))
 
 
 @dg.asset(partitions_def=PARTS, name="bars")

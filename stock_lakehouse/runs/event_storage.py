@@ -51,8 +51,11 @@ from dagster import DagsterEventType, EventLogEntry, Field, StringSource
 from dagster_postgres.event_log import PostgresEventLogStorage as DagsterPostgresEventLogStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 from dagster_shared.record import copy
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Connection, Engine
 
 from stock_lakehouse.dagster_internals import (
+    SQLITE_BUSY_TIMEOUT_SECONDS,
     AssetCheckExecutionRecordStatus,
     AssetCheckExecutionsTable,
     ConfigurableClassData,
@@ -301,11 +304,84 @@ class _HeldCheckResults:
         super().dispose()  # type: ignore[misc]
 
 
+class _KeptConnections:
+    """SQLite connections kept open per database file in a process that runs steps (module docstring).
+
+    Dagster's SQLite storage opens a new engine and connection for every statement group and closes it after:
+    about 5 connects a stored event, and the last close of a WAL file checkpoints it. It also asks the index
+    whether a table exists, with a connection of its own, for each asset event. Here the process keeps one
+    engine per file for the ``KEEP`` files it used last (a run's own file and the index), only where batching
+    is enabled (run workers, the CLI, the code location): the webserver and the daemon, which read every
+    run's file and delete runs, keep Dagster's way. A table found is remembered (a migration never drops one).
+    What it saves is measured in the README (Operations, Instance storage).
+    """
+
+    KEEP = 4
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._engines_pid = os.getpid()
+        self._tables: set[str] = set()
+        super().__init__(*args, **kwargs)
+
+    def has_table(self, table_name: str) -> bool:
+        if table_name not in self._tables and super().has_table(table_name):  # type: ignore[misc]
+            self._tables.add(table_name)
+        return table_name in self._tables
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:
+        if not batching_enabled():
+            with super()._connect(shard) as conn:  # type: ignore[misc]
+                yield conn
+            return
+        with self._db_lock, self._kept_engine(shard).connect() as conn, conn.begin():  # type: ignore[attr-defined]
+            yield conn
+
+    def _kept_engine(self, shard: str) -> Engine:
+        if self._engines_pid != os.getpid():  # a forked child must not use its parent's connections
+            self._engines, self._engines_pid = OrderedDict(), os.getpid()
+        engine = self._engines.get(shard)
+        if engine is None:
+            engine = create_engine(
+                self.conn_string_for_shard(shard),  # type: ignore[attr-defined]
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+            )
+            if shard not in self._initialized_dbs:  # type: ignore[attr-defined]
+                self._initdb(engine)  # type: ignore[attr-defined]
+                self._initialized_dbs.add(shard)  # type: ignore[attr-defined]
+            self._engines[shard] = engine
+            while len(self._engines) > self.KEEP:
+                self._engines.popitem(last=False)[1].dispose()
+        self._engines.move_to_end(shard)
+        return engine
+
+    def _close_kept(self) -> None:
+        with self._db_lock:  # type: ignore[attr-defined]
+            engines, self._engines = self._engines, OrderedDict()
+            if self._engines_pid == os.getpid():
+                for engine in engines.values():
+                    engine.dispose()
+
+    def wipe(self) -> None:
+        self._close_kept()
+        super().wipe()  # type: ignore[misc]
+
+    def dispose(self) -> None:
+        super().dispose()  # type: ignore[misc]
+        self._close_kept()
+
+
 class SqliteEventLogStorage(
-    _EmptyNotMaterialized, _HeldCheckResults, _OwnBatches, _NarrowCheckPlans, DagsterSqliteEventLogStorage
+    _EmptyNotMaterialized,
+    _HeldCheckResults,
+    _KeptConnections,
+    _OwnBatches,
+    _NarrowCheckPlans,
+    DagsterSqliteEventLogStorage,
 ):
-    """Dagster's SQLite event log storage, with batch writes, held check results, narrowed check plans and
-    no materialization of an empty partition."""
+    """Dagster's SQLite event log storage, with batch writes, held check results, kept connections, narrowed
+    check plans and no materialization of an empty partition."""
 
     #: Asset events, each mirrored into the index as ``store_event`` does. Check plans (they write the check
     #: executions table) and failed materializations are stored one by one.
