@@ -305,15 +305,15 @@ class _HeldCheckResults:
 
 
 class _KeptConnections:
-    """SQLite connections kept open per database file in a process that runs steps (module docstring).
+    """SQLite connections kept open per database file in a process that runs steps.
 
     Dagster's SQLite storage opens a new engine and connection for every statement group and closes it after:
     about 5 connects a stored event, and the last close of a WAL file checkpoints it. It also asks the index
     whether a table exists, with a connection of its own, for each asset event. Here the process keeps one
     engine per file for the ``KEEP`` files it used last (a run's own file and the index), only where batching
     is enabled (run workers, the CLI, the code location): the webserver and the daemon, which read every
-    run's file and delete runs, keep Dagster's way. A table found is remembered (a migration never drops one).
-    What it saves is measured in the README (Operations, Instance storage).
+    run's file and delete runs, keep Dagster's way. A table found is remembered in every process (a
+    migration never drops one). What it saves is measured in the README (Operations, Instance storage).
     """
 
     KEEP = 4
