@@ -14,13 +14,15 @@ import pytest
 from stock_lakehouse.local_processes import REPO
 from stock_lakehouse.runs.event_storage import instance_yaml
 from stock_lakehouse.settings import SAMPLE_DATA_DIR
+from stock_lakehouse_tests import jvm_options
 
 #: Recorded responses shipped with the tests (see fixtures/README.md); nothing is read from outside the repository.
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "alphavantage"
 NVDA_SAMPLE = SAMPLE_DATA_DIR / "TIME_SERIES_INTRADAY_NVDA_1min_2024-03-01_to_2024-03-12.json"
 
-# Every Spark JVM the tests start (here, in CLI subprocesses, in daemon runs) reads these defaults.
-os.environ.setdefault("SPARK_CONF_DIR", str(Path(__file__).resolve().parent / "spark-conf"))
+# Every Spark JVM the tests start (here, in CLI subprocesses, in daemon runs, the engine) gets these options.
+ARCHIVE = jvm_options.archive_path()
+os.environ.setdefault("SPARK_SUBMIT_OPTS", jvm_options.submit_opts(ARCHIVE))
 
 for _category in (dg.BetaWarning, dg.PreviewWarning):
     warnings.filterwarnings("ignore", category=_category)
@@ -155,13 +157,24 @@ def pytest_sessionfinish(session):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.fixture(autouse=True)
+def _class_archive(request):
+    """The tests' class data archive, written before the first test that starts a Spark JVM (jvm_options)."""
+    if ARCHIVE is not None and any(request.node.get_closest_marker(m) for m in ("spark", "daemon")):
+        jvm_options.ensure_archive(ARCHIVE)
+
+
 @pytest.fixture(scope="session")
 def spark():
     from stock_lakehouse.lakehouse.spark import SparkResource
 
-    # This JVM lives as long as the test process and runs many in-process runs: it keeps C2 (the defaults
-    # in spark-conf/ are for the short-lived JVMs of subprocesses).
-    return SparkResource(shuffle_partitions=2, conf={"spark.driver.defaultJavaOptions": ""}).get_session()
+    if ARCHIVE is not None:
+        jvm_options.ensure_archive(ARCHIVE)  # session fixtures are set up before the autouse one
+    # This JVM lives as long as the test process and runs many in-process runs: it keeps C2 (C1 only is for
+    # the short-lived JVMs of subprocesses).
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPARK_SUBMIT_OPTS", jvm_options.submit_opts(ARCHIVE, c2=True))
+        return SparkResource(shuffle_partitions=2).get_session()
 
 
 @pytest.fixture()
