@@ -58,9 +58,10 @@ sys.exit(0 if ok else error)
 def archive_path() -> Path | None:
     """Where the archive for this Java, pyspark and jar set lives (None: no Java or the jars are missing).
 
-    The name holds a digest of what the archive depends on, so a new Java or jar set writes a new one.
+    The name holds a digest of what the archive depends on (the JVM's class path holds pyspark's folder and
+    the jars), so another Java, pyspark or jar set writes one of its own.
     """
-    from pyspark import __version__ as pyspark_version
+    import pyspark
 
     from stock_lakehouse.lakehouse.spark import cached_jars
 
@@ -69,7 +70,7 @@ def archive_path() -> Path | None:
         return None
     real = Path(java).resolve()
     stat = real.stat()
-    key = "\n".join([str(real), str(stat.st_size), str(stat.st_mtime_ns), pyspark_version, *jars])
+    key = "\n".join([str(real), str(stat.st_size), str(stat.st_mtime_ns), pyspark.__version__, pyspark.__file__, *jars])
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"stock-lakehouse-classes-{os.getuid()}-{digest}.jsa"
 
