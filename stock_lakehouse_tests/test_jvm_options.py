@@ -21,7 +21,9 @@ spark.range(3).write.format("delta").save(sys.argv[1])
 
 
 def test_a_test_jvm_maps_spark_and_delta_classes_from_the_archive(tmp_path):
-    assert ARCHIVE is not None and ARCHIVE.is_file(), ARCHIVE  # written before the first Spark test
+    assert ARCHIVE is not None
+    jvm_options.ensure_archive(ARCHIVE, wait=True)  # another test process may be writing it
+    assert ARCHIVE.is_file(), ARCHIVE
     log = tmp_path / "classes.log"
     opts = f"{jvm_options.submit_opts(ARCHIVE)} -Xlog:class+load=info:file={log}"
     done = subprocess.run(
