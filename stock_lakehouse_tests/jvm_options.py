@@ -19,7 +19,7 @@ The options travel in ``SPARK_SUBMIT_OPTS``, the driver JVM's options for every 
 sessions, in the test process and in subprocesses, and the engine), and Spark settings in it as ``-Dspark.*``
 system properties, which ``SparkConf`` reads. Not in a ``spark-defaults.conf`` under ``SPARK_CONF_DIR``:
 Spark puts that folder on the JVM's class path, and a JVM whose class path holds a folder that is not empty
-cannot use an archive. The project's own default keeps C2 and the archive off (see the README's
+cannot use an archive. The project's own runs keep C2 and map no archive (see the README's
 ``spark.conf`` section): long backfills are faster with C2.
 """
 
