@@ -121,15 +121,11 @@ def ensure_archive(archive: Path, wait: bool = False) -> None:
             return
         with tempfile.TemporaryDirectory(prefix="stock-lakehouse-archive-run-") as tmp:
             partial = Path(tmp) / archive.name
-            env = {
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith("STOCK_LAKEHOUSE_") or k == "STOCK_LAKEHOUSE_IVY_DIR"
-            }
-            env["SPARK_SUBMIT_OPTS"] = submit_opts(None, write_archive=partial)
+            from stock_lakehouse_tests.conftest import environment_without_settings  # conftest imports this module
+
             done = subprocess.run(
                 [sys.executable, "-c", ARCHIVE_RUN, str(Path(tmp) / "table")],
-                env=env,
+                env=environment_without_settings(SPARK_SUBMIT_OPTS=submit_opts(None, write_archive=partial)),
                 cwd=tmp,
                 capture_output=True,
                 text=True,
