@@ -107,7 +107,7 @@ def _diagnose() -> None:
     for title, cmd in parts.items():
         done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
         lines.append(f"--- {title}:\n{done.stdout}{done.stderr}")
-    inspect = ["podman", "image", "inspect", "--format", "{{.Config.User}}", "localhost/stock-lakehouse:latest"]
+    inspect = ["podman", "container", "inspect", "--format", "{{.Config.User}}", _ctr("engine")]
     user = subprocess.run(inspect, capture_output=True, text=True).stdout.strip()
     threads = subprocess.run(["ps", "-eLo", "uid="], capture_output=True, text=True).stdout.split()
     lines.append(f"--- threads of the image's user (uid {user}): {threads.count(user)}")
